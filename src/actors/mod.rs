@@ -1,0 +1,12 @@
+//! The actors. Each owns its state and is reached only by messages, so no
+//! lock guards routing or presence state:
+//!
+//! - [`agent`]: one `AgentActor` per agent, holding every socket (tab) of
+//!   that agent and its presence. Created on first connect, kept by the
+//!   [`agent::AgentHub`].
+//! - the WebSocket session actor (one per socket) lives in `http::ws::session`
+//!   because it is the transport's edge.
+//!
+//! Later issues add `mailbox.rs` (one per account) and `queue.rs` (one per queue).
+
+pub mod agent;

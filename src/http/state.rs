@@ -1,0 +1,21 @@
+//! What every handler can reach. Cloned into each HTTP worker (all fields are
+//! handles to shared state).
+
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::actors::agent::AgentHub;
+use crate::config::Settings;
+use crate::presence::Presence;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: std::sync::Arc<Settings>,
+    pub store: Store,
+    pub presence: Presence,
+    pub hub: AgentHub,
+    pub metrics: PrometheusHandle,
+    pub started_at: Instant,
+}

@@ -1,0 +1,101 @@
+//! Every metric of mailroom, declared once with its unit and description.
+//! Names follow `mailroom_<subsystem>_<name>_<unit>`. Code records through
+//! the constants here, never through string literals, so a name cannot drift.
+//!
+//! The Prometheus recorder is process-global (the `metrics` facade allows one
+//! recorder per process); [`install`] is idempotent so that tests can build
+//! many apps in one process.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "mailroom_http_requests_total";
+pub const HTTP_DURATION: &str = "mailroom_http_request_duration_seconds";
+pub const LOGINS: &str = "mailroom_logins_total";
+pub const WS_SESSIONS: &str = "mailroom_ws_sessions";
+pub const WS_FRAMES_IN: &str = "mailroom_ws_frames_received_total";
+pub const WS_FRAMES_OUT: &str = "mailroom_ws_frames_sent_total";
+pub const WS_CLOSED: &str = "mailroom_ws_closed_total";
+pub const AGENTS_CONNECTED: &str = "mailroom_agents_connected";
+pub const CLAIMS: &str = "mailroom_claims_total";
+pub const BUILD_INFO: &str = "mailroom_build_info";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the recorder (once per process) and describe every metric.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let handle = match builder.install_recorder() {
+                Ok(h) => h,
+                // Another recorder is installed (only possible in odd test
+                // setups): keep a private one so /metrics still answers.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests answered, by method, route and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and route."
+    );
+    describe_counter!(
+        LOGINS,
+        Unit::Count,
+        "Login attempts, by outcome (ok, bad_credentials)."
+    );
+    describe_gauge!(
+        WS_SESSIONS,
+        Unit::Count,
+        "Open WebSocket sessions on this node."
+    );
+    describe_counter!(
+        WS_FRAMES_IN,
+        Unit::Count,
+        "Frames received from clients, by type (unknown for bad frames)."
+    );
+    describe_counter!(
+        WS_FRAMES_OUT,
+        Unit::Count,
+        "Frames sent to clients, by type."
+    );
+    describe_counter!(
+        WS_CLOSED,
+        Unit::Count,
+        "WebSocket sessions closed, by reason."
+    );
+    describe_gauge!(
+        AGENTS_CONNECTED,
+        Unit::Count,
+        "Agents with at least one socket on this node."
+    );
+    describe_counter!(
+        CLAIMS,
+        Unit::Count,
+        "Claims of an interaction, by outcome (won, lost)."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; labels carry the version."
+    );
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}

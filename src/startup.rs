@@ -1,0 +1,281 @@
+//! Building and running the application.
+//!
+//! [`App::build`] connects and migrates the store, connects presence,
+//! provisions the config's entities, starts the actor threads and binds the
+//! HTTP listener (port 0 works: tests read [`App::addr`]).
+//! [`App::run_until_stopped`] serves until the shutdown future resolves, then
+//! closes every WebSocket with a close frame, stops accepting and drains
+//! requests in flight — no sleeps.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Arbiter;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{HttpServer, web};
+use tracing::info;
+
+use crate::actors::agent::{AgentHub, CloseCode};
+use crate::config::Settings;
+use crate::http::state::AppState;
+use crate::presence::{Presence, PresenceError};
+use crate::provision::{ProvisionError, provision};
+use crate::secret::redact_url;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("store ({url}): {source}")]
+    Store { url: String, source: StoreError },
+    #[error("presence ({url}): {source}")]
+    Presence { url: String, source: PresenceError },
+    #[error("provisioning: {0}")]
+    Provision(#[from] ProvisionError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the app thread failed: {0}")]
+    Thread(String),
+}
+
+pub struct App {
+    server: Server,
+    state: AppState,
+    addr: SocketAddr,
+    // Kept so the actor threads live as long as the app.
+    _arbiters: Vec<Arbiter>,
+}
+
+/// Open and migrate the store named in the settings.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
+    let url = settings.store.url.expose();
+    let err = |source| StartupError::Store {
+        url: redact_url(url),
+        source,
+    };
+    let store = Store::connect(url).await.map_err(err)?;
+    store.migrate().await.map_err(err)?;
+    Ok(store)
+}
+
+impl App {
+    /// Must run inside an actix `System` (`#[actix_web::main]`, or
+    /// [`spawn_in_thread`]).
+    pub async fn build(settings: Settings) -> Result<App, StartupError> {
+        let metrics = crate::metrics::install();
+        let started_at = Instant::now();
+        let store = open_store(&settings).await?;
+        // A socket's liveness entry must outlast the gap between two pongs,
+        // with slack for a slow network: 2.5 heartbeats.
+        let ttl = settings.ws.heartbeat * 5 / 2;
+        let presence_url = settings.presence.url.expose();
+        let presence = Presence::connect(presence_url, ttl, &settings.presence.prefix)
+            .await
+            .map_err(|source| StartupError::Presence {
+                url: redact_url(presence_url),
+                source,
+            })?;
+        provision(&store, &settings).await?;
+
+        // Agent actors run on their own threads, not on HTTP workers (see
+        // AgentHub::new). Two are plenty: an agent actor's work is tiny.
+        let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
+        let hub = AgentHub::new(
+            presence.clone(),
+            settings.node.id.clone(),
+            arbiters.iter().map(|a| a.handle()).collect(),
+        );
+        let listen = settings.http.listen;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            presence,
+            hub,
+            metrics,
+            started_at,
+        };
+        let listener = TcpListener::bind(listen).map_err(|source| StartupError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let factory_state = state.clone();
+        let server = HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(web::Data::new(factory_state.clone()))
+                .wrap(from_fn(crate::http::track))
+                .configure(crate::http::configure)
+        })
+        // We handle SIGINT/SIGTERM ourselves so that WebSockets get a close
+        // frame before the server stops.
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: listen,
+            source,
+        })?
+        .run();
+        Ok(App {
+            server,
+            state,
+            addr,
+            _arbiters: arbiters,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves, then stop gracefully.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let App {
+            server,
+            state,
+            addr,
+            _arbiters,
+        } = self;
+        let handle = server.handle();
+        info!(
+            store = state.store.backend(),
+            presence = state.presence.backend(),
+            node = %state.settings.node.id,
+            startup_ms = state.started_at.elapsed().as_millis() as u64,
+            "listening on http://{addr}"
+        );
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            res = &mut server => return res,
+            () = shutdown => {}
+        }
+        info!("shutting down: closing sockets, draining requests");
+        state
+            .hub
+            .kick_all(CloseCode::GoingAway, "server shutting down");
+        // Graceful: stop accepting, let requests in flight (and the close
+        // frames just queued) finish, up to shutdown_timeout.
+        handle.stop(true).await;
+        let res = server.await;
+        info!("stopped");
+        res
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// An app running on its own thread with its own actix `System`, for tests,
+/// benches and the load harness: the caller's runtime stays free for
+/// clients. Dropping it stops the app and joins the thread.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={}", self.addr, token)
+    }
+
+    /// Stop gracefully and wait for the thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn spawn_in_thread(settings: Settings) -> Result<RunningApp, StartupError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("mailroom-app".into())
+        .spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async move {
+                match App::build(settings).await {
+                    Ok(app) => {
+                        let _ = ready_tx.send(Ok((app.addr(), app.state().clone())));
+                        let _ = app
+                            .run_until_stopped(async {
+                                let _ = stop_rx.await;
+                            })
+                            .await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| StartupError::Thread(e.to_string()))?;
+    match ready_rx.recv() {
+        Ok(Ok((addr, state))) => Ok(RunningApp {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(StartupError::Thread(
+            "the app thread ended before it was ready".into(),
+        )),
+    }
+}
