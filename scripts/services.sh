@@ -6,7 +6,7 @@
 #   scripts/services.sh stop     stop what `start` started (idempotent)
 #   scripts/services.sh status   one line per service (exit 1 if any is down)
 #   scripts/services.sh env      print the env file (KEY=VALUE lines)
-#   scripts/services.sh check    smoke test: SMTP in, IMAP IDLE + INBOX out
+#   scripts/services.sh check    smoke test: SMTP in, IMAP IDLE + INBOX out, IMAPS + STARTTLS login
 #
 # State (configs, data, logs, pid files, env file) lives in
 # ${MAILROOM_SERVICES_DIR:-/var/tmp/mailroom-services}. See scripts/README.md.
@@ -27,6 +27,7 @@ EXTERNAL_PG_PORT=5432
 PRIVATE_PG_PORT=15432
 REDIS_PORT=16379
 IMAP_PORT=10143
+IMAPS_PORT=10993
 LMTP_PORT=10024
 SMTP_PORT=10025
 MAIL_DOMAIN=example.test
@@ -47,6 +48,10 @@ DOVECOT_DIR="$STATE/dovecot"
 DOVECOT_CONF="$DOVECOT_DIR/dovecot.conf"
 DOVECOT_RUN="$DOVECOT_DIR/run"
 DOVECOT_LOG="$LOG_DIR/dovecot.log"
+# Self-signed certificate for IMAPS and STARTTLS, generated once.
+DOVECOT_TLS="$DOVECOT_DIR/tls"
+DOVECOT_CERT="$DOVECOT_TLS/cert.pem"
+DOVECOT_KEY="$DOVECOT_TLS/key.pem"
 MAIL_ROOT="$STATE/mail"
 POSTFIX_DIR="$STATE/postfix"
 POSTFIX_CONF="$POSTFIX_DIR/etc"
@@ -217,6 +222,14 @@ imap_ready() {
   [[ "$(greeting "$IMAP_PORT" 'a LOGOUT')" == '* OK'* ]]
 }
 
+# The greeting over TLS (the certificate is self-signed, so it is not verified).
+imaps_ready() {
+  local line
+  line="$(printf 'a LOGOUT\r\n' | timeout 5 openssl s_client -connect "127.0.0.1:$IMAPS_PORT" \
+    -quiet -verify_quiet 2>/dev/null | head -n 1)" || true
+  [[ $line == '* OK'* ]]
+}
+
 lmtp_ready() {
   [[ "$(greeting "$LMTP_PORT" 'QUIT')" == 220* ]]
 }
@@ -246,6 +259,7 @@ install_missing() {
   if ! command -v postfix >/dev/null || ! pkg_installed postfix; then
     pkgs+=(postfix)
   fi
+  command -v openssl >/dev/null || pkgs+=(openssl)
   [[ ${#pkgs[@]} -gt 0 ]] || return 0
 
   log "installing: ${pkgs[*]}"
@@ -309,6 +323,24 @@ ensure_vmail_user() {
   fi
 }
 
+# A self-signed certificate for localhost and 127.0.0.1, made once and kept
+# (a new one on every start would change what a test may have pinned).
+ensure_tls_cert() {
+  [[ -s $DOVECOT_CERT && -s $DOVECOT_KEY ]] && return 0
+  mkdir -p "$DOVECOT_TLS"
+  chmod 755 "$DOVECOT_TLS"
+  log "dovecot: generating a self-signed certificate in $DOVECOT_TLS"
+  if ! (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$DOVECOT_KEY.tmp" -out "$DOVECOT_CERT.tmp" -days 3650 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1") >"$LOG_DIR/openssl.log" 2>&1; then
+    show_log "$LOG_DIR/openssl.log"
+    die "could not generate the test certificate"
+  fi
+  chmod 644 "$DOVECOT_CERT.tmp"
+  mv -f "$DOVECOT_KEY.tmp" "$DOVECOT_KEY"
+  mv -f "$DOVECOT_CERT.tmp" "$DOVECOT_CERT"
+}
+
 # --- configuration ---------------------------------------------------------------
 
 dovecot_config() {
@@ -320,9 +352,17 @@ state_dir = $DOVECOT_DIR/state
 log_path = $DOVECOT_LOG
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+# TLS on the IMAPS port and STARTTLS on the IMAP port, with a self-signed
+# certificate. "yes", not "required": plain LOGIN still works on the IMAP port.
+ssl = yes
+ssl_cert = <$DOVECOT_CERT
+ssl_key = <$DOVECOT_KEY
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# Tests log in with wrong passwords on purpose: answer them at once
+# (Dovecot otherwise delays each failure by 2 s). The anvil listener below
+# turns off the growing penalty per client address (up to 15 s per login).
+auth_failure_delay = 0
 auth_username_format = %Lu
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -351,7 +391,8 @@ service imap-login {
     port = $IMAP_PORT
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $IMAPS_PORT
   }
   # High-performance mode: a few login processes serve many connections.
   service_count = 0
@@ -359,6 +400,13 @@ service imap-login {
 }
 service imap {
   process_limit = 1000
+}
+# No authentication penalty: the auth process cannot open this socket, and
+# without it does not track failures (Dovecot's documented way to turn it off).
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
 }
 service lmtp {
   inet_listener lmtp {
@@ -531,18 +579,18 @@ start_dovecot() {
       log "dovecot: config changed, reloading"
       dovecot -c "$DOVECOT_CONF" reload
     else
-      log "dovecot: already running (imap 127.0.0.1:$IMAP_PORT, lmtp 127.0.0.1:$LMTP_PORT)"
+      log "dovecot: already running (imap 127.0.0.1:$IMAP_PORT, imaps 127.0.0.1:$IMAPS_PORT, lmtp 127.0.0.1:$LMTP_PORT)"
     fi
     mark_started dovecot
     return 0
   fi
   local p
-  for p in "$IMAP_PORT" "$LMTP_PORT"; do
+  for p in "$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT"; do
     if port_open "$p"; then
       die "port $p is taken by another process: $(port_owner "$p")"
     fi
   done
-  log "dovecot: starting (imap 127.0.0.1:$IMAP_PORT, lmtp 127.0.0.1:$LMTP_PORT)"
+  log "dovecot: starting (imap 127.0.0.1:$IMAP_PORT, imaps 127.0.0.1:$IMAPS_PORT, lmtp 127.0.0.1:$LMTP_PORT)"
   local out="$LOG_DIR/dovecot.start.out" hard rc=0
   # Many connections in load tests: raise the open-file limit to the hard one.
   # Output goes to a file: the daemon keeps its stderr open.
@@ -603,6 +651,7 @@ write_env() {
   write_if_changed "$ENV_FILE" "MAILROOM_TEST_PG_URL=postgres://postgres@127.0.0.1:$port/postgres
 MAILROOM_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 MAILROOM_TEST_IMAP_ADDR=127.0.0.1:$IMAP_PORT
+MAILROOM_TEST_IMAPS_ADDR=127.0.0.1:$IMAPS_PORT
 MAILROOM_TEST_SMTP_ADDR=127.0.0.1:$SMTP_PORT
 MAILROOM_TEST_MAIL_DOMAIN=$MAIL_DOMAIN
 MAILROOM_TEST_MAIL_PASSWORD=$MAIL_PASSWORD"
@@ -617,6 +666,7 @@ cmd_start() {
   install_missing "$mode"
   ensure_vmail_user
   prepare_dirs
+  ensure_tls_cert
 
   CHANGED=0
   write_if_changed "$DOVECOT_CONF" "$(dovecot_config)"
@@ -636,11 +686,12 @@ cmd_start() {
   wait_for postgres "$PG_LOG" pg_ready "$port"
   wait_for redis "$REDIS_LOG" redis_ready
   wait_for "dovecot imap" "$DOVECOT_LOG" imap_ready
+  wait_for "dovecot imaps" "$DOVECOT_LOG" imaps_ready
   wait_for "dovecot lmtp" "$DOVECOT_LOG" lmtp_ready
   wait_for postfix "$POSTFIX_LOG" smtp_ready
 
   write_env "$port"
-  log "all services answer (postgres :$port, redis :$REDIS_PORT, imap :$IMAP_PORT, lmtp :$LMTP_PORT, smtp :$SMTP_PORT) in $((SECONDS - t0))s"
+  log "all services answer (postgres :$port, redis :$REDIS_PORT, imap :$IMAP_PORT, imaps :$IMAPS_PORT, lmtp :$LMTP_PORT, smtp :$SMTP_PORT) in $((SECONDS - t0))s"
   log "env file: $ENV_FILE"
 }
 
@@ -715,8 +766,8 @@ cmd_status() {
   fi
   printf '%-9s %s\n' redis "$line"
 
-  if dovecot_running && imap_ready && lmtp_ready; then
-    line="running  imap 127.0.0.1:$IMAP_PORT, lmtp 127.0.0.1:$LMTP_PORT (pid $(tr -dc '0-9' <"$DOVECOT_RUN/master.pid"))"
+  if dovecot_running && imap_ready && imaps_ready && lmtp_ready; then
+    line="running  imap 127.0.0.1:$IMAP_PORT, imaps 127.0.0.1:$IMAPS_PORT, lmtp 127.0.0.1:$LMTP_PORT (pid $(tr -dc '0-9' <"$DOVECOT_RUN/master.pid"))"
   else
     line="down"
     down=1
@@ -740,13 +791,14 @@ cmd_env() {
 
 cmd_check() {
   command -v python3 >/dev/null || die "python3 is needed for the check"
-  SMTP_PORT="$SMTP_PORT" IMAP_PORT="$IMAP_PORT" MAIL_DOMAIN="$MAIL_DOMAIN" \
+  SMTP_PORT="$SMTP_PORT" IMAP_PORT="$IMAP_PORT" IMAPS_PORT="$IMAPS_PORT" MAIL_DOMAIN="$MAIL_DOMAIN" \
     MAIL_PASSWORD="$MAIL_PASSWORD" python3 - <<'PY'
-import imaplib, os, secrets, smtplib, socket, sys, time
+import imaplib, os, secrets, smtplib, socket, ssl, sys, time
 from email.message import EmailMessage
 
 smtp_port = int(os.environ["SMTP_PORT"])
 imap_port = int(os.environ["IMAP_PORT"])
+imaps_port = int(os.environ["IMAPS_PORT"])
 domain = os.environ["MAIL_DOMAIN"]
 password = os.environ["MAIL_PASSWORD"]
 token = secrets.token_hex(8)
@@ -833,8 +885,26 @@ if not found:
          "(see the postfix and dovecot logs in the state dir)")
 if not idle_ok:
     fail(f"mail to {addr} reached INBOX but IDLE sent no EXISTS within {DEADLINE_S:.0f}s")
+
+# 5. TLS: IMAPS and STARTTLS log in (the certificate is self-signed: not verified).
+insecure = ssl.create_default_context()
+insecure.check_hostname = False
+insecure.verify_mode = ssl.CERT_NONE
+try:
+    tls = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=insecure, timeout=5)
+    tls.login(addr, password)
+    tls.logout()
+except (OSError, imaplib.IMAP4.error) as e:
+    fail(f"IMAPS 127.0.0.1:{imaps_port} login as {addr}: {e}")
+try:
+    plain = imaplib.IMAP4("127.0.0.1", imap_port, timeout=5)
+    plain.starttls(ssl_context=insecure)
+    plain.login(addr, password)
+    plain.logout()
+except (OSError, imaplib.IMAP4.error) as e:
+    fail(f"IMAP STARTTLS 127.0.0.1:{imap_port} login as {addr}: {e}")
 print(f"check: OK  {addr}: SMTP accepted in {(t_sent - t_send) * 1000:.0f} ms, "
-      f"IDLE EXISTS after {(t_idle - t_send) * 1000:.0f} ms, found in INBOX")
+      f"IDLE EXISTS after {(t_idle - t_send) * 1000:.0f} ms, found in INBOX; IMAPS and STARTTLS log in")
 PY
 }
 
