@@ -169,9 +169,10 @@ impl App {
             .hub
             .kick_all(CloseCode::GoingAway, "server shutting down");
         // Graceful: stop accepting, let requests in flight (and the close
-        // frames just queued) finish, up to shutdown_timeout.
-        handle.stop(true).await;
-        let res = server.await;
+        // frames just queued) finish, up to shutdown_timeout. The server
+        // future processes the stop command itself, so it must be polled
+        // while we wait for the stop to complete.
+        let ((), res) = tokio::join!(handle.stop(true), server);
         info!("stopped");
         res
     }
