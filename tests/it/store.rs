@@ -1,0 +1,292 @@
+//! The store contract: one set of tests, run against both backends by
+//! `store_contract!` at the bottom, so that `cargo test sqlite_` and
+//! `cargo test postgres_` each run the whole contract on one backend.
+//!
+//! The tests live beside their aggregate in `store/` (`agents`, `queues`,
+//! `accounts`, `interactions`); fixtures, the migration tests and the two
+//! instantiations live here. A new store method gets its test in the module
+//! of its aggregate: an `async fn(&Store)`, added to the list in
+//! `contract_for!` below. Behaviour must be identical on both backends: the
+//! same results, the same order, the same errors.
+
+use chrono::{DateTime, Duration, DurationRound, TimeDelta, TimeZone, Utc};
+use mailroom::domain::{
+    AccountId, AgentId, InteractionId, InteractionStatus, QueueId, Role, Strategy, TlsMode,
+};
+use mailroom::secret::Secret;
+use mailroom::store::{
+    Account, AccountOptions, AccountSpec, Agent, AgentPatch, AgentSpec, ClaimOutcome, ImapSettings,
+    Interaction, NewInteraction, QueueSpec, SmtpSettings, Store, StoreError,
+};
+
+use crate::support::db::TestDb;
+
+mod accounts;
+mod agents;
+mod interactions;
+mod queues;
+
+use accounts::*;
+use agents::*;
+use interactions::*;
+use queues::*;
+
+// ---- fixtures ---------------------------------------------------------------
+
+fn agent_spec(username: &str) -> AgentSpec {
+    AgentSpec {
+        username: username.to_string(),
+        name: format!("{username} Example"),
+        email: Some(format!("{username}@example.test")),
+        role: Role::Agent,
+        capacity: 5,
+        password_hash: Some(format!("$argon2id$v=19$hash-of-{username}")),
+    }
+}
+
+async fn agent(store: &Store, username: &str) -> Agent {
+    store
+        .upsert_agent(agent_spec(username))
+        .await
+        .expect("upsert agent")
+}
+
+fn queue_spec(name: &str, agents: &[&str]) -> QueueSpec {
+    QueueSpec {
+        name: name.to_string(),
+        strategy: Strategy::RingAll,
+        offer_timeout_secs: 30,
+        sticky_secs: 10,
+        retry_backoff_secs: 5,
+        max_simultaneous_offers: None,
+        auto_pause_after_missed: None,
+        disposition_required: false,
+        agents: agents.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+fn account_spec(key: &str, queue: &str) -> AccountSpec {
+    let address = format!("{}@example.test", key.to_lowercase());
+    AccountSpec {
+        key: key.to_string(),
+        address: address.clone(),
+        queue: queue.to_string(),
+        imap: ImapSettings {
+            host: "127.0.0.1".into(),
+            port: 10143,
+            tls: TlsMode::None,
+            username: address.clone(),
+            folder: "INBOX".into(),
+            accept_invalid_certs: false,
+            poll_secs: 60,
+            sent_folder: Some("Sent".into()),
+        },
+        smtp: SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: 10025,
+            tls: TlsMode::Starttls,
+            username: address,
+            accept_invalid_certs: true,
+        },
+        imap_password: Some(Secret::new("imap-pw")),
+        smtp_password: Some(Secret::new("smtp-pw")),
+        import_since: None,
+        options: AccountOptions {
+            subject_token: true,
+            allow_mark_unread: false,
+            show_preview: true,
+            max_attachment_bytes: 15 * 1024 * 1024,
+            max_mail_bytes: 40 * 1024 * 1024,
+            signature: Some("-- \nSupport".into()),
+        },
+    }
+}
+
+/// A queue `support`, an account `SERV` routed to it, and one new interaction.
+async fn interaction(store: &Store) -> Interaction {
+    store
+        .upsert_queue(queue_spec("support", &[]))
+        .await
+        .expect("queue");
+    let account = store
+        .upsert_account(account_spec("SERV", "support"))
+        .await
+        .expect("account");
+    store
+        .create_interaction(NewInteraction {
+            account: account.id,
+            queue: account.queue_id,
+            subject: "Where is my order?".into(),
+            contact: None,
+            priority: 0,
+        })
+        .await
+        .expect("create interaction")
+}
+
+/// Now, truncated to the store's millisecond precision.
+fn now_ms() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(TimeDelta::milliseconds(1))
+        .expect("now is representable")
+}
+
+fn usernames(agents: &[Agent]) -> Vec<&str> {
+    agents.iter().map(|a| a.username.as_str()).collect()
+}
+
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NotFound(w)) if w == what => {}
+        other => panic!("expected NotFound({what}), got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, mentions: &str) {
+    match result {
+        Err(StoreError::Conflict(msg)) if msg.contains(mentions) => {}
+        other => panic!("expected a Conflict mentioning {mentions:?}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, mentions: &str) {
+    match result {
+        Err(StoreError::Invalid(msg)) if msg.contains(mentions) => {}
+        other => panic!("expected Invalid mentioning {mentions:?}, got {other:?}"),
+    }
+}
+
+// ---- migrations and health ----------------------------------------------------
+
+async fn migrate_twice_is_a_no_op(store: &Store, db: &TestDb) {
+    let alice = agent(store, "alice").await;
+    assert_eq!(db.applied_migrations().await, 1);
+    store.migrate().await.expect("second migrate");
+    store.migrate().await.expect("third migrate");
+    assert_eq!(db.applied_migrations().await, 1);
+    assert_eq!(store.agent(alice.id).await.expect("agent survives"), alice);
+}
+
+async fn ping_answers(store: &Store) {
+    store.ping().await.expect("ping");
+}
+
+// ---- the two backends --------------------------------------------------------------
+
+/// Instantiate every contract test for one backend, in a module whose name
+/// starts with the backend's (`sqlite_contract`, `postgres_contract`).
+macro_rules! store_contract {
+    (
+        $module:ident, $open:path,
+        plain: [$($test:ident),* $(,)?],
+        with_db: [$($db_test:ident),* $(,)?],
+        multi_thread: [$($mt_test:ident),* $(,)?] $(,)?
+    ) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let (store, _db) = $open().await;
+                    super::$test(&store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $db_test() {
+                    let (store, db) = $open().await;
+                    super::$db_test(&store, &db).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $mt_test() {
+                    let (store, _db) = $open().await;
+                    super::$mt_test(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! contract_for {
+    ($module:ident, $open:path) => {
+        store_contract!(
+            $module, $open,
+            plain: [
+                ping_answers,
+                upsert_agent_inserts_then_updates_in_place,
+                create_agent_refuses_a_taken_username,
+                update_agent_patches_only_the_given_fields,
+                agent_numbers_out_of_range_are_invalid,
+                list_agents_orders_by_username_bytewise,
+                deleting_an_agent_revokes_sessions_and_leaves_queues,
+                agent_credentials_need_a_password,
+                sessions_live_until_expiry_or_revocation,
+                revoke_agent_sessions_counts_live_sessions,
+                sessions_need_an_active_agent,
+                upsert_queue_replaces_settings_and_members,
+                queue_members_must_be_active_agents,
+                create_queue_refuses_a_taken_name,
+                update_queue_renames_and_refuses_taken_names,
+                deleting_a_queue_in_use_is_a_conflict,
+                list_queues_orders_by_name_with_members,
+                queue_numbers_out_of_range_are_invalid,
+                upsert_account_sets_import_since_once_and_keeps_passwords,
+                new_accounts_take_the_given_import_since,
+                accounts_need_an_active_queue,
+                create_account_refuses_a_taken_key,
+                update_account_replaces_settings_but_not_the_key,
+                deleted_accounts_are_gone_until_revived,
+                list_accounts_orders_by_key,
+                account_numbers_out_of_range_are_invalid,
+                interactions_are_created_open_and_unowned,
+                claim_makes_exactly_one_owner,
+            ],
+            with_db: [migrate_twice_is_a_no_op],
+            multi_thread: [fifty_concurrent_claims_have_exactly_one_winner],
+        );
+    };
+}
+
+contract_for!(sqlite_contract, crate::support::db::sqlite_store);
+contract_for!(postgres_contract, crate::support::db::postgres_store);
+
+/// Two nodes starting at once on a fresh database: both migrations succeed
+/// (the advisory lock makes the second wait, then find nothing to do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_migrations_both_succeed() {
+    for _ in 0..3 {
+        let (url, db) = TestDb::postgres_url().await;
+        let first = Store::connect(&url).await.expect("connect first");
+        let second = Store::connect(&url).await.expect("connect second");
+        let (a, b) = tokio::join!(
+            tokio::spawn(async move { first.migrate().await }),
+            tokio::spawn(async move { second.migrate().await }),
+        );
+        a.expect("first task").expect("first migrate");
+        b.expect("second task").expect("second migrate");
+        assert_eq!(db.applied_migrations().await, 1);
+        let store = Store::connect(&url).await.expect("connect");
+        store
+            .upsert_agent(agent_spec("alice"))
+            .await
+            .expect("the schema is usable");
+    }
+}
+
+/// `sqlite::memory:` (one connection doing reads and writes) keeps the basics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_in_memory_store_keeps_the_contract_basics() {
+    let store = Store::connect("sqlite::memory:").await.expect("open");
+    store.migrate().await.expect("migrate");
+    let alice = agent(&store, "alice").await;
+    assert_eq!(store.agent(alice.id).await.unwrap(), alice);
+    let open = interaction(&store).await;
+    assert!(matches!(
+        store.claim(open.id, alice.id, 1).await,
+        Ok(ClaimOutcome::Won(_))
+    ));
+}
