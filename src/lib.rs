@@ -15,6 +15,8 @@
 //! - [`telemetry`]: tracing setup (text or JSON). [`metrics`]: every metric
 //!   name, unit and description, declared once.
 //! - [`domain`]: pure types and rules, no I/O: ids, addresses, enums.
+//! - [`mail`]: mail on the wire: parsing (mail-parser, ammonia) and the
+//!   IMAP session (async-imap, rustls); no product behaviour.
 //! - [`auth`]: password hashing (argon2) and session tokens.
 //! - [`store`]: `enum Store { Sqlite, Postgres }` with domain-shaped
 //!   methods; migrations; the exactly-one-owner `claim`.
@@ -32,6 +34,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod presence;
 pub mod provision;

@@ -21,6 +21,13 @@ pub const WS_CLOSED: &str = "mailroom_ws_closed_total";
 pub const AGENTS_CONNECTED: &str = "mailroom_agents_connected";
 pub const CLAIMS: &str = "mailroom_claims_total";
 pub const BUILD_INFO: &str = "mailroom_build_info";
+pub const IMAP_CONNECTED: &str = "mailroom_imap_connected";
+pub const IMAP_IDLE: &str = "mailroom_imap_idle";
+pub const IMAP_BACKING_OFF: &str = "mailroom_imap_backing_off";
+pub const IMAP_ERRORS: &str = "mailroom_imap_errors_total";
+pub const IMAP_WATERMARK: &str = "mailroom_imap_watermark_uid";
+pub const INGEST_MAILS: &str = "mailroom_ingest_mails_total";
+pub const INGEST_LATENCY: &str = "mailroom_ingest_latency_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -350,6 +350,14 @@ impl AgentHub {
         }
     }
 
+    /// Send a frame to every socket of an agent on this node (no-op when the
+    /// agent has none here).
+    pub fn push(&self, agent: AgentId, frame: ServerFrame) {
+        if let Some(addr) = self.get(agent) {
+            addr.do_send(Push(frame));
+        }
+    }
+
     /// Close every socket on this node (shutdown).
     pub fn kick_all(&self, code: CloseCode, reason: &str) {
         for entry in self.agents.iter() {

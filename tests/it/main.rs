@@ -1,0 +1,21 @@
+//! The one integration test binary. Each module tests one part against real
+//! services (see `support`); new tests go in the module of the part they test:
+//!
+//! - `api`: HTTP endpoints (auth, admin, health) against a spawned app.
+//! - `ws`: WebSocket sessions against a spawned app.
+//! - `cli`: the `mailroom` binary itself (config errors, migrate, signals).
+//! - `store`: the store contract suite, run on SQLite and on Postgres.
+//! - `presence`: the presence contract suite, run on memory and on Redis.
+//! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
+//! - `corpus`: every corpus and fixture mail parses or errors, never panics.
+//! - `fuzz`: a bounded random run over parsing and reply matching.
+
+mod api;
+mod cli;
+mod corpus;
+mod fuzz;
+mod imap;
+mod presence;
+mod store;
+mod support;
+mod ws;
