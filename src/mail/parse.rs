@@ -179,6 +179,16 @@ fn from_message(raw: &[u8], msg: &Message<'_>) -> ParsedMail {
         }
     }
 
+    if !root.is_multipart()
+        && let Some(stray) = stray_header_lines(raw, root)
+    {
+        text = if text.is_empty() {
+            stray
+        } else {
+            format!("{stray}\n{text}")
+        };
+    }
+
     let cids = html
         .as_deref()
         .map(html::cid_references)
@@ -207,6 +217,31 @@ fn from_message(raw: &[u8], msg: &Message<'_>) -> ParsedMail {
         from,
         size: raw.len(),
     }
+}
+
+/// Body lines that a mail without the blank line after its headers (CPython
+/// sample msg_35) left inside the header block: mail-parser drops lines that
+/// are neither a field nor a continuation, and they would be lost to the
+/// agent. `None` when there are none.
+fn stray_header_lines(raw: &[u8], root: &mail_parser::MessagePart<'_>) -> Option<String> {
+    let block = raw.get(root.raw_header_offset() as usize..root.raw_body_offset() as usize)?;
+    let stray: Vec<String> = block
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| {
+            let is_field = line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                colon > 0 && line[..colon].iter().all(|b| (33..=126).contains(b))
+            });
+            let is_continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+            // An mbox "From " separator is not part of the mail.
+            !line.trim_ascii().is_empty()
+                && !is_field
+                && !is_continuation
+                && !line.starts_with(b"From ")
+        })
+        .map(|line| clean(&String::from_utf8_lossy(line)))
+        .collect();
+    (!stray.is_empty()).then(|| stray.join("\n"))
 }
 
 /// RFC 5322 `field-name`: printable ASCII except the colon.

@@ -118,3 +118,18 @@ fn html_only_mail_gets_a_text_rendering() {
     assert_eq!(m.text, "Hello there\n\nLine two\nthree");
     assert!(m.html.unwrap().contains("<b>there</b>"));
 }
+
+#[test]
+fn body_lines_without_a_blank_line_before_them_are_kept() {
+    // CPython sample msg_35.
+    let raw = b"From: aperson@dom.ain\nTo: bperson@dom.ain\nSubject: here's something interesting\ncounter to RFC 5322, there's no separating newline here\n";
+    let m = parse(raw).unwrap();
+    assert_eq!(m.subject, "here's something interesting");
+    assert_eq!(
+        m.text,
+        "counter to RFC 5322, there's no separating newline here"
+    );
+    // An ordinary folded header is not mistaken for body.
+    let m = parse(b"Subject: a\r\n b\r\nFrom: x@y.test\r\n\r\nbody").unwrap();
+    assert_eq!((m.subject.as_str(), m.text.as_str()), ("a b", "body"));
+}
