@@ -12,7 +12,8 @@
 //!   no scripts, handlers, frames, forms or remote loads; `cid:` kept.
 //! - **attachments**: every part that is not a body, named, typed and marked
 //!   `inline` when the HTML references its Content-ID.
-//! - **auto_reply** and **bounce** ([`bounce`]), and the **content hash**.
+//! - **auto_reply** and **bounce** ([`bounce`]), and the **content hash**
+//!   (its exact construction is documented on `content_hash` below).
 //!
 //! Every string leaves here as UTF-8 with NUL bytes removed: Postgres `text`
 //! refuses NUL, and mail-parser's output is UTF-8 but may carry NUL from a
@@ -491,7 +492,7 @@ fn raw_value_bytes(raw: &[u8], h: &Header<'_>) -> Vec<u8> {
 /// so a mail that reached us twice on different paths hashes the same; the
 /// length prefixes keep "a"+"bc" apart from "ab"+"c". A mail without any
 /// header hashes its whole input as the body.
-pub fn content_hash(raw: &[u8], headers: &[Header<'_>], body_offset: usize) -> [u8; 32] {
+fn content_hash(raw: &[u8], headers: &[Header<'_>], body_offset: usize) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"mailroom.content-hash.v1\n");
     for name in [HeaderName::From, HeaderName::Date, HeaderName::Subject] {
