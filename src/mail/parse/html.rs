@@ -162,7 +162,9 @@ static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
 /// Sanitises one mail's HTML (see the module docs for the policy).
 pub fn sanitize_html(html: &str) -> String {
     let out = SANITIZER.clean(html).to_string();
-    out.replace(&format!(" src=\"{REMOTE_MARKER}"), " data-remote-src=\"")
+    // What was <head> (title, styles) leaves blank lines behind.
+    out.trim()
+        .replace(&format!(" src=\"{REMOTE_MARKER}"), " data-remote-src=\"")
 }
 
 fn filter_attribute<'u>(element: &str, attribute: &str, value: &'u str) -> Option<Cow<'u, str>> {
