@@ -408,6 +408,51 @@ fn parse_item<T>(
     }
 }
 
+/// Provider presets for accounts (the guide's Gmail, Yahoo, Hotmail,
+/// Office 365 and custom): host, port and TLS of IMAP and SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub imap: (&'static str, u16, TlsMode),
+    pub smtp: (&'static str, u16, TlsMode),
+}
+
+impl Preset {
+    pub const ALL: &'static [Preset] = &[
+        Preset {
+            name: "gmail",
+            imap: ("imap.gmail.com", 993, TlsMode::Tls),
+            smtp: ("smtp.gmail.com", 465, TlsMode::Tls),
+        },
+        Preset {
+            name: "yahoo",
+            imap: ("imap.mail.yahoo.com", 993, TlsMode::Tls),
+            smtp: ("smtp.mail.yahoo.com", 465, TlsMode::Tls),
+        },
+        Preset {
+            name: "hotmail",
+            imap: ("outlook.office365.com", 993, TlsMode::Tls),
+            smtp: ("smtp-mail.outlook.com", 587, TlsMode::Starttls),
+        },
+        Preset {
+            name: "office365",
+            imap: ("outlook.office365.com", 993, TlsMode::Tls),
+            smtp: ("smtp.office365.com", 587, TlsMode::Starttls),
+        },
+    ];
+    pub const NAMES: &'static [&'static str] =
+        &["gmail", "yahoo", "hotmail", "office365", "custom"];
+
+    /// The preset of that name; `custom` (and unknown names) have none.
+    /// `custom` is accepted by the caller as "no preset".
+    pub fn find(name: &str) -> Option<Preset> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+}
+
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -797,6 +842,7 @@ impl Reader {
                 "key",
                 "address",
                 "queue",
+                "preset",
                 "imap",
                 "smtp",
                 "import_since",
@@ -821,10 +867,34 @@ impl Reader {
         }
         let address = self.req::<EmailAddress>(o, path, "address");
         let queue = self.req::<String>(o, path, "queue");
+        let preset = match self.opt::<String>(o, path, "preset") {
+            Some(Some(name)) => match Preset::find(&name) {
+                Some(p) => Some(p),
+                None if name.eq_ignore_ascii_case("custom") => None,
+                None => {
+                    self.issue(
+                        join(path, "preset"),
+                        format!(
+                            "`{name}` is not a preset (valid: {})",
+                            Preset::NAMES.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        // With a provider preset the tables may be omitted: the preset fills
+        // in host, port and TLS, and the username defaults to the address.
+        let empty = Map::new();
         let imap_path = join(path, "imap");
-        let imap_t = self.table(t.get("imap"), &imap_path);
+        let mut imap_t = self.table(t.get("imap"), &imap_path);
         if imap_t.is_none() && t.get("imap").is_none() {
-            self.issue(&imap_path, "is required");
+            if preset.is_some() {
+                imap_t = Some(&empty);
+            } else {
+                self.issue(&imap_path, "is required (or give a preset)");
+            }
         }
         self.only(
             imap_t,
@@ -842,9 +912,13 @@ impl Reader {
             ],
         );
         let smtp_path = join(path, "smtp");
-        let smtp_t = self.table(t.get("smtp"), &smtp_path);
+        let mut smtp_t = self.table(t.get("smtp"), &smtp_path);
         if smtp_t.is_none() && t.get("smtp").is_none() {
-            self.issue(&smtp_path, "is required");
+            if preset.is_some() {
+                smtp_t = Some(&empty);
+            } else {
+                self.issue(&smtp_path, "is required (or give a preset)");
+            }
         }
         self.only(
             smtp_t,
@@ -859,20 +933,47 @@ impl Reader {
             ],
         );
 
-        let imap_host = self.req::<String>(imap_t, &imap_path, "host");
-        let imap_tls = self.or(imap_t, &imap_path, "tls", TlsMode::Tls);
-        let imap_port = self.opt::<u16>(imap_t, &imap_path, "port");
-        let imap_user = self.req::<String>(imap_t, &imap_path, "username");
+        let default_user = address.as_ref().map(|a| a.to_string());
+        let imap_host = match preset {
+            Some(p) => self.or(imap_t, &imap_path, "host", p.imap.0.to_string()),
+            None => self.req::<String>(imap_t, &imap_path, "host"),
+        };
+        let imap_tls = self.or(
+            imap_t,
+            &imap_path,
+            "tls",
+            preset.map_or(TlsMode::Tls, |p| p.imap.2),
+        );
+        let imap_port = self
+            .opt::<u16>(imap_t, &imap_path, "port")
+            .map(|p| p.or(preset.map(|p| p.imap.1)));
+        let imap_user = match &default_user {
+            Some(d) => self.or(imap_t, &imap_path, "username", d.clone()),
+            None => self.req::<String>(imap_t, &imap_path, "username"),
+        };
         let imap_pw = self.opt::<Secret>(imap_t, &imap_path, "password");
         let folder = self.or(imap_t, &imap_path, "folder", "INBOX".to_string());
         let imap_insecure = self.or(imap_t, &imap_path, "accept_invalid_certs", false);
         let poll_secs = self.or(imap_t, &imap_path, "poll_secs", 30u32);
         let sent_folder = self.opt::<String>(imap_t, &imap_path, "sent_folder");
 
-        let smtp_host = self.req::<String>(smtp_t, &smtp_path, "host");
-        let smtp_tls = self.or(smtp_t, &smtp_path, "tls", TlsMode::Starttls);
-        let smtp_port = self.opt::<u16>(smtp_t, &smtp_path, "port");
-        let smtp_user = self.req::<String>(smtp_t, &smtp_path, "username");
+        let smtp_host = match preset {
+            Some(p) => self.or(smtp_t, &smtp_path, "host", p.smtp.0.to_string()),
+            None => self.req::<String>(smtp_t, &smtp_path, "host"),
+        };
+        let smtp_tls = self.or(
+            smtp_t,
+            &smtp_path,
+            "tls",
+            preset.map_or(TlsMode::Starttls, |p| p.smtp.2),
+        );
+        let smtp_port = self
+            .opt::<u16>(smtp_t, &smtp_path, "port")
+            .map(|p| p.or(preset.map(|p| p.smtp.1)));
+        let smtp_user = match &default_user {
+            Some(d) => self.or(smtp_t, &smtp_path, "username", d.clone()),
+            None => self.req::<String>(smtp_t, &smtp_path, "username"),
+        };
         let smtp_pw = self.opt::<Secret>(smtp_t, &smtp_path, "password");
         let smtp_insecure = self.or(smtp_t, &smtp_path, "accept_invalid_certs", false);
 
@@ -1012,6 +1113,62 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("beepall"), "{text}");
         assert!(text.contains("ring_all"), "{text}");
+    }
+
+    #[test]
+    fn presets_fill_in_servers_and_the_username() {
+        let s = Settings::from_toml(
+            r#"
+            [[queues]]
+            name = "support"
+            [[accounts]]
+            key = "GM"
+            address = "help@example.test"
+            queue = "support"
+            preset = "gmail"
+            imap = { password = "app-password" }
+            [[accounts]]
+            key = "O365"
+            address = "desk@example.test"
+            queue = "support"
+            preset = "office365"
+            "#,
+        )
+        .unwrap();
+        let gm = &s.accounts[0];
+        assert_eq!(
+            (gm.imap.host.as_str(), gm.imap.port, gm.imap.tls),
+            ("imap.gmail.com", 993, TlsMode::Tls)
+        );
+        assert_eq!(
+            (gm.smtp.host.as_str(), gm.smtp.port),
+            ("smtp.gmail.com", 465)
+        );
+        assert_eq!(gm.imap.username, "help@example.test");
+        assert!(gm.imap_password.is_some());
+        let o = &s.accounts[1];
+        assert_eq!(
+            (o.smtp.host.as_str(), o.smtp.port, o.smtp.tls),
+            ("smtp.office365.com", 587, TlsMode::Starttls)
+        );
+
+        let err = Settings::from_toml(
+            "[[accounts]]\nkey = \"X\"\naddress = \"x@example.test\"\nqueue = \"q\"\npreset = \"aol\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("gmail, yahoo, hotmail, office365, custom"),
+            "{err}"
+        );
+        let err = Settings::from_toml(
+            "[[accounts]]\nkey = \"X\"\naddress = \"x@example.test\"\nqueue = \"q\"\npreset = \"custom\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.issues.iter().any(|i| i.key == "accounts[0].imap"),
+            "{err}"
+        );
     }
 
     #[test]

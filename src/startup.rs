@@ -19,7 +19,9 @@ use actix_web::{HttpServer, web};
 use tracing::info;
 
 use crate::actors::agent::{AgentHub, CloseCode};
+use crate::actors::mailbox::{MailboxDeps, MailboxRegistry};
 use crate::config::Settings;
+use crate::domain::threading::MessageIdSigner;
 use crate::http::state::AppState;
 use crate::presence::{Presence, PresenceError};
 use crate::provision::{ProvisionError, provision};
@@ -81,21 +83,55 @@ impl App {
                 source,
             })?;
         provision(&store, &settings).await?;
+        let secret = store
+            .server_secret("message_id_signing")
+            .await
+            .map_err(|source| StartupError::Store {
+                url: redact_url(settings.store.url.expose()),
+                source,
+            })?;
+        let signer =
+            MessageIdSigner::new(&secret).map_err(|e| StartupError::Thread(e.to_string()))?;
 
         // Agent actors run on their own threads, not on HTTP workers (see
         // AgentHub::new). Two are plenty: an agent actor's work is tiny.
         let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
+        // Mailboxes get a thread of their own: their loops do I/O only, and
+        // keeping them off the agents' threads means a burst of mail never
+        // delays a frame to an agent.
+        let mail_arbiter = Arbiter::new();
         let hub = AgentHub::new(
             presence.clone(),
             settings.node.id.clone(),
             arbiters.iter().map(|a| a.handle()).collect(),
         );
+        let mailboxes = MailboxRegistry::new(
+            MailboxDeps {
+                store: store.clone(),
+                signer: signer.clone(),
+                hub: hub.clone(),
+                sink: None,
+            },
+            mail_arbiter.handle(),
+        );
+        let accounts = store
+            .list_accounts()
+            .await
+            .map_err(|source| StartupError::Store {
+                url: redact_url(settings.store.url.expose()),
+                source,
+            })?;
+        for account in accounts {
+            mailboxes.start(account);
+        }
         let listen = settings.http.listen;
         let state = AppState {
             settings: Arc::new(settings),
             store,
             presence,
             hub,
+            mailboxes,
+            signer,
             metrics,
             started_at,
         };
@@ -124,6 +160,8 @@ impl App {
             source,
         })?
         .run();
+        let mut arbiters = arbiters;
+        arbiters.push(mail_arbiter);
         Ok(App {
             server,
             state,
@@ -168,6 +206,9 @@ impl App {
         state
             .hub
             .kick_all(CloseCode::GoingAway, "server shutting down");
+        // Mailboxes stop between mails: a commit in flight completes (the
+        // watermark moves with it), nothing half-done is left.
+        state.mailboxes.stop_all();
         // Graceful: stop accepting, let requests in flight (and the close
         // frames just queued) finish, up to shutdown_timeout. The server
         // future processes the stop command itself, so it must be polled

@@ -7,6 +7,9 @@
 //! - the WebSocket session actor (one per socket) lives in `http::ws::session`
 //!   because it is the transport's edge.
 //!
-//! Later issues add `mailbox.rs` (one per account) and `queue.rs` (one per queue).
+//! - [`mailbox`]: one `MailboxActor` per account: IMAP IDLE, sync, ingest.
+//!
+//! Issue #4 adds `queue.rs` (one per queue).
 
 pub mod agent;
+pub mod mailbox;

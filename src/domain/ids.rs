@@ -74,6 +74,12 @@ macro_rules! id_type {
     };
 }
 
+/// Serialise a raw numeric id as the contract's opaque string (for ids that
+/// have no newtype yet, e.g. quarantine entries).
+pub fn serialize_as_string<S: Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 /// The string was not a valid id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid id")]

@@ -278,6 +278,8 @@ pub async fn create_account(
     caller.require(Role::Admin)?;
     let spec = config::parse_account(&body)?;
     let account = state.store.create_account(spec).await?;
+    // Persisted first; the mailbox starts from the stored account.
+    state.mailboxes.start(account.clone());
     info!(admin = %caller.agent.id, account = %account.key, "account created");
     Ok(HttpResponse::Created().json(account))
 }
@@ -326,6 +328,8 @@ pub async fn update_account(
     let spec = config::parse_account(&body)?;
     let existing = state.store.account_by_key(&key).await?;
     let account = state.store.update_account(existing.id, spec).await?;
+    // A changed server, folder or password takes effect now: restart.
+    state.mailboxes.start(account.clone());
     info!(admin = %caller.agent.id, account = %account.key, "account updated");
     Ok(HttpResponse::Ok().json(account))
 }
@@ -345,6 +349,7 @@ pub async fn delete_account(
         .account_by_key(&key.to_ascii_uppercase())
         .await?;
     state.store.delete_account(existing.id).await?;
+    state.mailboxes.stop(existing.id);
     info!(admin = %caller.agent.id, account = %existing.key, "account deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod mailboxes;
 pub mod openapi;
 pub mod state;
 pub mod ws;
@@ -55,7 +56,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(admin::get_account)
                 .service(admin::update_account)
                 .service(admin::delete_account)
-                .service(admin::list_presence),
+                .service(admin::list_presence)
+                .service(mailboxes::status)
+                .service(mailboxes::list_quarantine)
+                .service(mailboxes::quarantine_raw)
+                .service(mailboxes::retry_quarantine)
+                .service(mailboxes::delete_quarantine),
         )
         .default_service(web::to(not_found));
 }

@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         super::admin::list_accounts, super::admin::create_account, super::admin::get_account,
         super::admin::update_account, super::admin::delete_account,
         super::admin::list_presence,
+        super::mailboxes::status, super::mailboxes::list_quarantine, super::mailboxes::quarantine_raw,
+        super::mailboxes::retry_quarantine, super::mailboxes::delete_quarantine,
     ),
     modifiers(&BearerAuth),
     tags(

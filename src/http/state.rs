@@ -6,7 +6,9 @@ use std::time::Instant;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::agent::AgentHub;
+use crate::actors::mailbox::MailboxRegistry;
 use crate::config::Settings;
+use crate::domain::threading::MessageIdSigner;
 use crate::presence::Presence;
 use crate::store::Store;
 
@@ -16,6 +18,9 @@ pub struct AppState {
     pub store: Store,
     pub presence: Presence,
     pub hub: AgentHub,
+    pub mailboxes: MailboxRegistry,
+    /// Signs and verifies our Message-IDs (one secret per deployment).
+    pub signer: MessageIdSigner,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
 }

@@ -6,6 +6,8 @@
 //! - `cli`: the `mailroom` binary itself (config errors, migrate, signals).
 //! - `store`: the store contract suite, run on SQLite and on Postgres.
 //! - `presence`: the presence contract suite, run on memory and on Redis.
+//! - `ingest`: mail through Postfix and Dovecot into interactions (IDLE, threading, quarantine).
+//! - `ingest_faults`: corrupt and huge mail, UIDVALIDITY change, IMAP outage, a crash mid-burst.
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
@@ -15,6 +17,8 @@ mod cli;
 mod corpus;
 mod fuzz;
 mod imap;
+mod ingest;
+mod ingest_faults;
 mod presence;
 mod store;
 mod support;

@@ -78,7 +78,11 @@ async fn hello_then_ping_and_presence_changes() {
     let entry = app.wait_presence(&sup, "alice", "paused").await;
     assert_eq!(entry["presence"]["reason"], "lunch");
 
-    send_frame(&mut ws, json!({"type": "set_presence", "status": "online", "req_id": "on"})).await;
+    send_frame(
+        &mut ws,
+        json!({"type": "set_presence", "status": "online", "req_id": "on"}),
+    )
+    .await;
     // The `presence` broadcast and the `ok` answer may come in either order.
     let (a, b) = (next_frame(&mut ws).await, next_frame(&mut ws).await);
     let mut kinds = [a["type"].as_str().unwrap(), b["type"].as_str().unwrap()];
