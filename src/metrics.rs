@@ -26,6 +26,7 @@ pub const IMAP_IDLE: &str = "mailroom_imap_idle";
 pub const IMAP_BACKING_OFF: &str = "mailroom_imap_backing_off";
 pub const IMAP_ERRORS: &str = "mailroom_imap_errors_total";
 pub const IMAP_WATERMARK: &str = "mailroom_imap_watermark_uid";
+pub const IMAP_LAST_MAIL: &str = "mailroom_imap_last_mail_timestamp_seconds";
 pub const INGEST_MAILS: &str = "mailroom_ingest_mails_total";
 pub const INGEST_LATENCY: &str = "mailroom_ingest_latency_seconds";
 
@@ -98,6 +99,46 @@ fn describe() {
         CLAIMS,
         Unit::Count,
         "Claims of an interaction, by outcome (won, lost)."
+    );
+    describe_gauge!(
+        IMAP_CONNECTED,
+        Unit::Count,
+        "1 while the account's IMAP session is logged in, by account."
+    );
+    describe_gauge!(
+        IMAP_IDLE,
+        Unit::Count,
+        "1 while the account's session waits in IDLE, by account."
+    );
+    describe_gauge!(
+        IMAP_BACKING_OFF,
+        Unit::Count,
+        "1 while the account waits to reconnect after a failure, by account."
+    );
+    describe_counter!(
+        IMAP_ERRORS,
+        Unit::Count,
+        "Failed IMAP rounds (connect, sync or IDLE), by account."
+    );
+    describe_gauge!(
+        IMAP_WATERMARK,
+        Unit::Count,
+        "The last UID committed, by account."
+    );
+    describe_gauge!(
+        IMAP_LAST_MAIL,
+        Unit::Seconds,
+        "Unix time of the last mail committed, by account."
+    );
+    describe_counter!(
+        INGEST_MAILS,
+        Unit::Count,
+        "Mails handled by ingest, by account and outcome (created, appended, continued, duplicate, bounced, quarantined)."
+    );
+    describe_histogram!(
+        INGEST_LATENCY,
+        Unit::Seconds,
+        "From the mailbox learning of new mail (EXISTS during IDLE, or the poll) to the mail's commit, by account."
     );
     describe_gauge!(
         BUILD_INFO,

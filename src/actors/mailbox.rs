@@ -535,6 +535,8 @@ impl Session {
             } else {
                 s.ingested += 1;
                 s.last_mail_at = Some(Utc::now());
+                metrics::gauge!(crate::metrics::IMAP_LAST_MAIL, "account" => key.clone())
+                    .set(Utc::now().timestamp() as f64);
             }
         });
         match &outcome {

@@ -326,3 +326,74 @@ async fn auto_replies_do_not_clear_state_and_bounces_are_recognised() {
     let bounce_messages = wait_messages(&app, &list[1], 1).await;
     assert_eq!(bounce_messages[0].kind, MessageKind::AutoReply);
 }
+
+#[tokio::test]
+async fn an_account_added_through_the_api_starts_reading_at_once_and_stops_when_deleted() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    let app = spawn_app(Options {
+        extra: "[[queues]]\nname = \"support\"\nagents = [\"alice\"]\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let admin = app.login("admin").await;
+    let mailbox = fresh_address("sales");
+    let imap = service_var("MAILROOM_TEST_IMAP_ADDR");
+    let (host, port) = imap.rsplit_once(':').unwrap();
+    let body = json!({
+        "key": "SALE", "address": mailbox, "queue": "support",
+        "imap": {"host": host, "port": port.parse::<u16>().unwrap(), "tls": "none", "password": mail_password()},
+        "smtp": {"host": host, "port": 10025, "tls": "none", "password": mail_password()}
+    });
+    let res = app
+        .send_json(Method::POST, &admin, "/api/v1/accounts", body)
+        .await;
+    assert_eq!(res.status(), 201);
+    let customer = fresh_address("c");
+    smtp_send(
+        &customer,
+        &[&mailbox],
+        &mail(&customer, &mailbox, "New account works", &id("n"), "", "hi"),
+    )
+    .await;
+    let account = store(&app).account_by_key("SALE").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store(&app)
+        .interactions_of_account(account.id)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new account's mail never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status: serde_json::Value = app
+        .get(&admin, "/api/v1/accounts/SALE/status")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["mailbox"]["connected"], true, "{status}");
+
+    let res = app
+        .send_json(
+            Method::DELETE,
+            &admin,
+            "/api/v1/accounts/SALE",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    // The mailbox is no longer running: status of a deleted account is 404.
+    assert_eq!(
+        app.get(&admin, "/api/v1/accounts/SALE/status")
+            .await
+            .status(),
+        404
+    );
+    assert!(app.app.state.mailboxes.status(account.id).is_none());
+}
