@@ -4,6 +4,7 @@
 pub mod address;
 pub mod ids;
 pub mod model;
+pub mod routing;
 pub mod threading;
 
 pub use address::EmailAddress;
