@@ -11,14 +11,23 @@
 //! Both run the same migrations (one SQL dialect each, in `migrations/`) and
 //! pass the same contract suite (`tests/it/store.rs`).
 //!
+//! The mail side: `ingest.rs` ([`Store::ingest_mail`]) commits one mail per
+//! transaction (invariant 1) and keeps the mailbox's watermark, receipts and
+//! quarantine; `read.rs` reads messages, contacts and attachments back;
+//! `mbox.rs` renders a closed thread as the mbox file its thread 2 carries.
+//!
 //! Time is `DateTime<Utc>` everywhere in Rust; SQLite keeps it as integer
 //! milliseconds since the epoch, Postgres as `timestamptz`.
 
 mod common;
+mod ingest;
+mod mbox;
 pub mod postgres;
+mod read;
 pub mod sqlite;
 mod types;
 
+pub use ingest::*;
 pub use types::*;
 
 use chrono::{DateTime, Utc};

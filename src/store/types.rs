@@ -6,9 +6,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{
-    AccountId, AgentId, ContactId, InteractionId, InteractionStatus, QueueId, Role, Strategy,
-    TlsMode,
+    AccountId, AgentId, AttachmentId, ContactId, Delivery, Direction, InteractionId,
+    InteractionStatus, MessageId, MessageKind, QueueId, Role, Strategy, TlsMode,
 };
+use crate::mail::Mailbox;
 use crate::secret::Secret;
 
 /// A user: agent, supervisor or admin. Never carries the password hash.
@@ -209,11 +210,106 @@ pub struct Interaction {
     pub contact: Option<ContactId>,
     pub priority: i32,
     pub unread: bool,
-    /// Bumped by every change of owner or status; the claim compares it.
+    /// Customer mails that arrived since an agent last read the interaction
+    /// (auto-replies do not count).
+    pub unread_count: u32,
+    /// Reopened after a close (by a supervisor or an agent).
+    pub reopened: bool,
+    /// The earlier thread this one continues (a reply to it after it closed).
+    pub continues: Option<InteractionId>,
+    /// The later thread that continues this one; replies to this thread go
+    /// there (to the newest thread of the conversation).
+    pub continued_in: Option<InteractionId>,
+    /// Bumped by every change of owner or status, and by every message
+    /// appended by ingest; the claim compares it.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The last customer mail or outgoing mail (never a note or an
+    /// auto-reply), for lists.
+    pub last_message: Option<LastMessage>,
+}
+
+/// What lists show of an interaction's last message.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LastMessage {
+    pub direction: Direction,
+    pub at: DateTime<Utc>,
+    /// The first ~200 characters of the text, whitespace collapsed.
+    pub preview: String,
+}
+
+/// One message of an interaction, as stored (mail in or out, auto-reply, note).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub interaction: InteractionId,
+    pub direction: Direction,
+    pub kind: MessageKind,
+    /// `None` for notes (their author is an agent).
+    #[schema(value_type = Option<Object>)]
+    pub from: Option<Mailbox>,
+    #[schema(value_type = Vec<Object>)]
+    pub to: Vec<Mailbox>,
+    #[schema(value_type = Vec<Object>)]
+    pub cc: Vec<Mailbox>,
+    #[schema(value_type = Vec<Object>)]
+    pub reply_to: Vec<Mailbox>,
+    pub subject: String,
+    pub text: Option<String>,
+    /// Already sanitised.
+    pub html: Option<String>,
+    /// The Message-ID header, without angle brackets.
+    pub message_id: Option<String>,
+    /// The In-Reply-To ids, without angle brackets, space-separated (almost
+    /// always one).
+    pub in_reply_to: Option<String>,
+    /// The References ids, oldest first, without angle brackets.
+    pub references: Vec<String>,
+    /// Outgoing mail only: where the outbox stands.
+    pub delivery: Option<Delivery>,
+    /// Why delivery failed (an SMTP error or a bounce's reason).
+    pub delivery_error: Option<String>,
+    pub attachments: Vec<AttachmentMeta>,
+    /// When the store received (or, for outgoing mail, created) it.
+    #[serde(rename = "at")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored file's description (its bytes come from `Store::attachment`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AttachmentMeta {
+    pub id: AttachmentId,
+    pub filename: String,
+    pub content_type: String,
+    /// In bytes.
+    pub size: u64,
+    /// The `Content-ID` (without angle brackets) an inline part is referenced by.
+    pub content_id: Option<String>,
+    /// Shown inline in the HTML (`cid:`), not listed as a file.
+    pub inline: bool,
+}
+
+/// A customer, created from a sender on first contact.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Contact {
+    pub id: ContactId,
+    /// From the display name (or the address's local part); may be empty.
+    pub first_name: String,
+    pub last_name: String,
+    /// Lower-cased addresses, sorted.
+    pub emails: Vec<String>,
+}
+
+/// An outgoing mail to record on an interaction (`Store::insert_outgoing_message`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutgoing {
+    /// Our (signed) Message-ID, without angle brackets.
+    pub message_id_header: String,
+    pub to: Vec<Mailbox>,
+    pub subject: String,
+    pub text: String,
 }
 
 /// The result of [`super::Store::claim`].

@@ -3,11 +3,12 @@
 //! `cargo test postgres_` each run the whole contract on one backend.
 //!
 //! The tests live beside their aggregate in `store/` (`agents`, `queues`,
-//! `accounts`, `interactions`); fixtures, the migration tests and the two
-//! instantiations live here. A new store method gets its test in the module
-//! of its aggregate: an `async fn(&Store)`, added to the list in
-//! `contract_for!` below. Behaviour must be identical on both backends: the
-//! same results, the same order, the same errors.
+//! `accounts`, `interactions`, `ingest`, `threading`, `bookkeeping`);
+//! fixtures, the migration tests and the two instantiations live here. A new
+//! store method gets its test in the module of its aggregate: an
+//! `async fn(&Store)`, added to the list in `contract_for!` below. Behaviour
+//! must be identical on both backends: the same results, the same order, the
+//! same errors.
 
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, TimeZone, Utc};
 use mailroom::domain::{
@@ -23,13 +24,19 @@ use crate::support::db::TestDb;
 
 mod accounts;
 mod agents;
+mod bookkeeping;
+mod ingest;
 mod interactions;
 mod queues;
+mod threading;
 
 use accounts::*;
 use agents::*;
+use bookkeeping::*;
+use ingest::*;
 use interactions::*;
 use queues::*;
+use threading::*;
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -161,12 +168,15 @@ fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, mentions: &
 
 // ---- migrations and health ----------------------------------------------------
 
+/// The migrations in `src/store/migrations/<dialect>/` (the same number in both).
+const MIGRATIONS: i64 = 2;
+
 async fn migrate_twice_is_a_no_op(store: &Store, db: &TestDb) {
     let alice = agent(store, "alice").await;
-    assert_eq!(db.applied_migrations().await, 1);
+    assert_eq!(db.applied_migrations().await, MIGRATIONS);
     store.migrate().await.expect("second migrate");
     store.migrate().await.expect("third migrate");
-    assert_eq!(db.applied_migrations().await, 1);
+    assert_eq!(db.applied_migrations().await, MIGRATIONS);
     assert_eq!(store.agent(alice.id).await.expect("agent survives"), alice);
 }
 
@@ -178,14 +188,24 @@ async fn ping_answers(store: &Store) {
 
 /// Instantiate every contract test for one backend, in a module whose name
 /// starts with the backend's (`sqlite_contract`, `postgres_contract`).
+/// `with_backdoor` tests also get an [`ingest::Backdoor`] that writes state
+/// no store method sets yet (opened by `$open_backdoor`).
 macro_rules! store_contract {
     (
-        $module:ident, $open:path,
+        $module:ident, $open:path, $open_backdoor:path,
         plain: [$($test:ident),* $(,)?],
         with_db: [$($db_test:ident),* $(,)?],
+        with_backdoor: [$($bd_test:ident),* $(,)?],
         multi_thread: [$($mt_test:ident),* $(,)?] $(,)?
     ) => {
         mod $module {
+            $(
+                #[tokio::test]
+                async fn $bd_test() {
+                    let (store, backdoor, _db) = $open_backdoor().await;
+                    super::$bd_test(&store, &backdoor).await;
+                }
+            )*
             $(
                 #[tokio::test]
                 async fn $test() {
@@ -212,9 +232,9 @@ macro_rules! store_contract {
 }
 
 macro_rules! contract_for {
-    ($module:ident, $open:path) => {
+    ($module:ident, $open:path, $open_backdoor:path) => {
         store_contract!(
-            $module, $open,
+            $module, $open, $open_backdoor,
             plain: [
                 ping_answers,
                 upsert_agent_inserts_then_updates_in_place,
@@ -244,15 +264,52 @@ macro_rules! contract_for {
                 account_numbers_out_of_range_are_invalid,
                 interactions_are_created_open_and_unowned,
                 claim_makes_exactly_one_owner,
+                a_new_mail_creates_an_open_unread_interaction_and_its_contact,
+                attachments_are_stored_with_their_metadata,
+                the_same_position_twice_is_a_duplicate,
+                a_redelivered_mail_at_another_uid_is_a_duplicate,
+                a_reused_message_id_with_other_content_is_kept,
+                without_a_message_id_the_content_hash_dedupes,
+                contacts_are_found_by_address_and_names_only_fill_gaps,
+                matching_is_scoped_to_the_account,
+                a_reply_to_a_closed_thread_continues_it_in_thread_2,
+                closing_is_once_with_a_short_disposition_path,
+                a_bounce_fails_its_original_outgoing_message,
+                a_bounce_of_an_unknown_mail_is_kept_as_an_auto_reply,
+                quarantined_mail_is_kept_raw_and_moves_the_watermark,
+                an_ingested_position_cannot_be_quarantined,
+                the_watermark_never_goes_back_within_a_uidvalidity,
+                server_secrets_are_random_stable_and_32_bytes,
+                every_fixture_and_corpus_mail_is_stored,
             ],
             with_db: [migrate_twice_is_a_no_op],
-            multi_thread: [fifty_concurrent_claims_have_exactly_one_winner],
+            with_backdoor: [
+                a_reply_by_in_reply_to_is_appended,
+                a_reply_by_references_only_is_appended,
+                a_reply_by_subject_token_is_appended,
+                a_reply_to_our_signed_id_is_appended,
+                an_auto_reply_is_appended_without_touching_the_thread,
+            ],
+            multi_thread: [
+                fifty_concurrent_claims_have_exactly_one_winner,
+                twenty_concurrent_ingests_of_one_position_create_one_interaction,
+                twenty_concurrent_ingests_of_one_mail_at_many_positions_create_one_interaction,
+                concurrent_replies_to_a_closed_thread_make_one_thread_2,
+            ],
         );
     };
 }
 
-contract_for!(sqlite_contract, crate::support::db::sqlite_store);
-contract_for!(postgres_contract, crate::support::db::postgres_store);
+contract_for!(
+    sqlite_contract,
+    crate::support::db::sqlite_store,
+    crate::store::ingest::sqlite_with_backdoor
+);
+contract_for!(
+    postgres_contract,
+    crate::support::db::postgres_store,
+    crate::store::ingest::postgres_with_backdoor
+);
 
 /// Two nodes starting at once on a fresh database: both migrations succeed
 /// (the advisory lock makes the second wait, then find nothing to do).
@@ -268,7 +325,7 @@ async fn postgres_concurrent_migrations_both_succeed() {
         );
         a.expect("first task").expect("first migrate");
         b.expect("second task").expect("second migrate");
-        assert_eq!(db.applied_migrations().await, 1);
+        assert_eq!(db.applied_migrations().await, MIGRATIONS);
         let store = Store::connect(&url).await.expect("connect");
         store
             .upsert_agent(agent_spec("alice"))

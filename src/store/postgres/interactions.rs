@@ -1,20 +1,26 @@
 //! Interactions and the exactly-one-owner claim.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{PgStore, name};
-use crate::domain::{AccountId, AgentId, ContactId, InteractionId, QueueId};
+use super::{Name, PgStore, name, unsigned};
+use crate::domain::{AccountId, AgentId, ContactId, Direction, InteractionId, QueueId};
 use crate::store::common;
-use crate::store::{ClaimOutcome, Interaction, NewInteraction, StoreError, StoreResult};
+use crate::store::{
+    ClaimOutcome, Interaction, LastMessage, NewInteraction, StoreError, StoreResult,
+};
 
 /// The columns [`interaction_row`] reads.
 macro_rules! interaction_cols {
     () => {
         "id, account_id, queue_id, subject, status, substatus, owner_id, first_agent_id,
-         contact_id, priority, unread, version, created_at, updated_at, closed_at"
+         contact_id, priority, unread, unread_count, reopened, continues_id, continued_in_id,
+         version, created_at, updated_at, closed_at,
+         last_message_direction, last_message_at, last_message_preview"
     };
 }
+pub(super) use interaction_cols;
 
 const INSERT: &str = concat!(
     "INSERT INTO interactions (account_id, queue_id, subject, status, contact_id, priority,
@@ -24,7 +30,7 @@ const INSERT: &str = concat!(
     interaction_cols!()
 );
 
-const BY_ID: &str = concat!(
+pub(super) const BY_ID: &str = concat!(
     "SELECT ",
     interaction_cols!(),
     " FROM interactions WHERE id = $1"
@@ -47,7 +53,7 @@ const CLAIM: &str = concat!(
     interaction_cols!()
 );
 
-fn interaction_row(row: &Row) -> StoreResult<Interaction> {
+pub(super) fn interaction_row(row: &Row) -> StoreResult<Interaction> {
     Ok(Interaction {
         id: InteractionId(row.try_get("id")?),
         account: AccountId(row.try_get("account_id")?),
@@ -62,14 +68,35 @@ fn interaction_row(row: &Row) -> StoreResult<Interaction> {
         contact: row.try_get::<_, Option<i64>>("contact_id")?.map(ContactId),
         priority: row.try_get("priority")?,
         unread: row.try_get("unread")?,
+        unread_count: unsigned(row, "unread_count")?,
+        reopened: row.try_get("reopened")?,
+        continues: row
+            .try_get::<_, Option<i64>>("continues_id")?
+            .map(InteractionId),
+        continued_in: row
+            .try_get::<_, Option<i64>>("continued_in_id")?
+            .map(InteractionId),
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         closed_at: row.try_get("closed_at")?,
+        last_message: match (
+            row.try_get::<_, Option<Name<Direction>>>("last_message_direction")?,
+            row.try_get::<_, Option<DateTime<Utc>>>("last_message_at")?,
+        ) {
+            (Some(direction), Some(at)) => Some(LastMessage {
+                direction: direction.0,
+                at,
+                preview: row
+                    .try_get::<_, Option<String>>("last_message_preview")?
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        },
     })
 }
 
-async fn load<C: GenericClient>(client: &C, id: i64) -> StoreResult<Interaction> {
+pub(super) async fn load<C: GenericClient>(client: &C, id: i64) -> StoreResult<Interaction> {
     let stmt = client.prepare_cached(BY_ID).await?;
     let row = client
         .query_opt(&stmt, &[&id])

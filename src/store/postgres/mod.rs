@@ -7,11 +7,17 @@
 //! says why.
 //!
 //! The methods are split by aggregate, like the SQLite twin: [`agents`]
-//! (agents and sessions), [`queues`], [`accounts`], [`interactions`].
+//! (agents and sessions), [`queues`], [`accounts`], [`interactions`],
+//! [`ingest`] (one transaction per mail), [`bookkeeping`] (watermark,
+//! receipts, quarantine, server secrets), [`messages`] (messages, contacts
+//! and attachments read back).
 
 mod accounts;
 mod agents;
+mod bookkeeping;
+mod ingest;
 mod interactions;
+mod messages;
 mod queues;
 
 use std::error::Error;

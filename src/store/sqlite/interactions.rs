@@ -3,17 +3,24 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Millis, Name, SqliteStore, ms};
-use crate::domain::{AccountId, AgentId, ContactId, InteractionId, InteractionStatus, QueueId};
+use crate::domain::{
+    AccountId, AgentId, ContactId, Direction, InteractionId, InteractionStatus, QueueId,
+};
 use crate::store::common;
-use crate::store::{ClaimOutcome, Interaction, NewInteraction, StoreError, StoreResult};
+use crate::store::{
+    ClaimOutcome, Interaction, LastMessage, NewInteraction, StoreError, StoreResult,
+};
 
 /// The columns [`interaction_row`] reads.
 macro_rules! interaction_cols {
     () => {
         "id, account_id, queue_id, subject, status, substatus, owner_id, first_agent_id,
-         contact_id, priority, unread, version, created_at, updated_at, closed_at"
+         contact_id, priority, unread, unread_count, reopened, continues_id, continued_in_id,
+         version, created_at, updated_at, closed_at,
+         last_message_direction, last_message_at, last_message_preview"
     };
 }
+pub(super) use interaction_cols;
 
 const INSERT: &str = concat!(
     "INSERT INTO interactions (account_id, queue_id, subject, status, contact_id, priority,
@@ -23,7 +30,7 @@ const INSERT: &str = concat!(
     interaction_cols!()
 );
 
-const BY_ID: &str = concat!(
+pub(super) const BY_ID: &str = concat!(
     "SELECT ",
     interaction_cols!(),
     " FROM interactions WHERE id = ?1"
@@ -46,7 +53,7 @@ const CLAIM: &str = concat!(
     interaction_cols!()
 );
 
-fn interaction_row(row: &Row<'_>) -> rusqlite::Result<Interaction> {
+pub(super) fn interaction_row(row: &Row<'_>) -> rusqlite::Result<Interaction> {
     Ok(Interaction {
         id: InteractionId(row.get("id")?),
         account: AccountId(row.get("account_id")?),
@@ -59,14 +66,35 @@ fn interaction_row(row: &Row<'_>) -> rusqlite::Result<Interaction> {
         contact: row.get::<_, Option<i64>>("contact_id")?.map(ContactId),
         priority: row.get("priority")?,
         unread: row.get("unread")?,
+        unread_count: row.get("unread_count")?,
+        reopened: row.get("reopened")?,
+        continues: row
+            .get::<_, Option<i64>>("continues_id")?
+            .map(InteractionId),
+        continued_in: row
+            .get::<_, Option<i64>>("continued_in_id")?
+            .map(InteractionId),
         version: row.get("version")?,
         created_at: row.get::<_, Millis>("created_at")?.0,
         updated_at: row.get::<_, Millis>("updated_at")?.0,
         closed_at: row.get::<_, Option<Millis>>("closed_at")?.map(|t| t.0),
+        last_message: match (
+            row.get::<_, Option<Name<Direction>>>("last_message_direction")?,
+            row.get::<_, Option<Millis>>("last_message_at")?,
+        ) {
+            (Some(direction), Some(at)) => Some(LastMessage {
+                direction: direction.0,
+                at: at.0,
+                preview: row
+                    .get::<_, Option<String>>("last_message_preview")?
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        },
     })
 }
 
-fn load(conn: &Connection, id: i64) -> StoreResult<Interaction> {
+pub(super) fn load(conn: &Connection, id: i64) -> StoreResult<Interaction> {
     conn.prepare_cached(BY_ID)?
         .query_row([id], interaction_row)
         .optional()?

@@ -9,11 +9,16 @@
 //! while the writer writes. Every write is one `BEGIN IMMEDIATE` transaction.
 //!
 //! The methods are split by aggregate: [`agents`] (agents and sessions),
-//! [`queues`], [`accounts`], [`interactions`].
+//! [`queues`], [`accounts`], [`interactions`], [`ingest`] (one transaction
+//! per mail), [`bookkeeping`] (watermark, receipts, quarantine, server
+//! secrets), [`messages`] (messages, contacts and attachments read back).
 
 mod accounts;
 mod agents;
+mod bookkeeping;
+mod ingest;
 mod interactions;
+mod messages;
 mod queues;
 
 use std::path::PathBuf;
