@@ -314,6 +314,12 @@ impl Store {
         agent: AgentId,
         expected_version: i64,
     ) -> StoreResult<ClaimOutcome> {
-        dispatch!(self.claim(id, agent, expected_version))
+        let outcome = dispatch!(self.claim(id, agent, expected_version))?;
+        let label = match outcome {
+            ClaimOutcome::Won(_) => "won",
+            ClaimOutcome::Lost(_) => "lost",
+        };
+        metrics::counter!(crate::metrics::CLAIMS, "outcome" => label).increment(1);
+        Ok(outcome)
     }
 }
