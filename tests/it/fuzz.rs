@@ -14,8 +14,11 @@
 //!   --profile fuzz --test it fuzz -- --nocapture` (the `fuzz` profile of
 //!   Cargo.toml: release speed with overflow checks and debug assertions). It
 //!   prints the number of inputs tried.
-//! - With libFuzzer: `cargo bolero test --test it fuzz::parse_and_thread_match_never_panic`
-//!   (needs cargo-bolero).
+//! - With libFuzzer and AddressSanitizer, also on stable (`cargo install
+//!   cargo-bolero`; `--rustc-bootstrap` lets stable rustc take the `-Z`
+//!   flags): copy the fixtures into a scratch corpus folder (libFuzzer writes
+//!   into it), then `cargo bolero test --rustc-bootstrap -T 1200s -l 65536
+//!   --corpus-dir /tmp/mail-corpus fuzz::parse_and_thread_match_never_panic`.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
