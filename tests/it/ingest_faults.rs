@@ -356,9 +356,13 @@ async fn a_crash_during_a_burst_of_500_loses_and_duplicates_nothing() {
     let (host, port) = imap.rsplit_once(':').unwrap();
     let smtp = service_var("MAILROOM_TEST_SMTP_ADDR");
     let (shost, sport) = smtp.rsplit_once(':').unwrap();
+    // The burst starts while the server may still be starting; mail that
+    // reaches the mailbox before the account exists would (rightly) be
+    // older than its default import_since, so set it explicitly.
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     let pw = mail_password();
     let extra = format!(
-        "[[queues]]\nname = \"support\"\n[[accounts]]\nkey = \"SERV\"\naddress = \"{mailbox}\"\nqueue = \"support\"\n\
+        "[[queues]]\nname = \"support\"\n[[accounts]]\nkey = \"SERV\"\naddress = \"{mailbox}\"\nqueue = \"support\"\nimport_since = \"{since}\"\n\
          imap = {{ host = \"{host}\", port = {port}, tls = \"none\", username = \"{mailbox}\", password = \"{pw}\" }}\n\
          smtp = {{ host = \"{shost}\", port = {sport}, tls = \"none\", username = \"{mailbox}\", password = \"{pw}\" }}\n"
     );
@@ -375,14 +379,35 @@ async fn a_crash_during_a_burst_of_500_loses_and_duplicates_nothing() {
         ),
     )
     .unwrap();
+    // The server's log goes to a file, shown if the test fails.
+    let log_path = dir.path().join("server.log");
     let spawn = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
             .args(["serve", "--config"])
             .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .env("MAILROOM__LOG__LEVEL", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("server starts")
+    };
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !l.contains(" INFO ")
+                    || l.contains("quarantin")
+                    || l.contains("first sync")
+                    || l.contains("connected")
+            })
+            .collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
     };
     let mut server = spawn();
     let reader = Store::connect(&url).await.unwrap();
@@ -431,10 +456,16 @@ async fn a_crash_during_a_burst_of_500_loses_and_duplicates_nothing() {
         if n >= N {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {n} of {N} after restart (had {at_kill} at the kill)"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let account = reader.account_by_key("SERV").await.unwrap();
+            let quarantined = reader.list_quarantine(account.id).await.unwrap();
+            let mark = reader.watermark(account.id).await.unwrap();
+            panic!(
+                "only {n} of {N} after restart (had {at_kill} at the kill); quarantined: {quarantined:?}; \
+                 watermark {mark:?}\nserver log:\n{}",
+                log_tail()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Exactly N, each subject once.
