@@ -24,10 +24,12 @@ mod ingest;
 mod mbox;
 pub mod postgres;
 mod read;
+mod routing;
 pub mod sqlite;
 mod types;
 
 pub use ingest::*;
+pub use routing::*;
 pub use types::*;
 
 use chrono::{DateTime, Utc};

@@ -3,7 +3,7 @@
 //! `cargo test postgres_` each run the whole contract on one backend.
 //!
 //! The tests live beside their aggregate in `store/` (`agents`, `queues`,
-//! `accounts`, `interactions`, `ingest`, `threading`, `bookkeeping`);
+//! `accounts`, `interactions`, `ingest`, `threading`, `bookkeeping`, `routing`);
 //! fixtures, the migration tests and the two instantiations live here. A new
 //! store method gets its test in the module of its aggregate: an
 //! `async fn(&Store)`, added to the list in `contract_for!` below. Behaviour
@@ -28,6 +28,7 @@ mod bookkeeping;
 mod ingest;
 mod interactions;
 mod queues;
+mod routing;
 mod threading;
 
 use accounts::*;
@@ -36,6 +37,7 @@ use bookkeeping::*;
 use ingest::*;
 use interactions::*;
 use queues::*;
+use routing::*;
 use threading::*;
 
 // ---- fixtures ---------------------------------------------------------------
@@ -281,6 +283,14 @@ macro_rules! contract_for {
                 the_watermark_never_goes_back_within_a_uidvalidity,
                 server_secrets_are_random_stable_and_32_bytes,
                 every_fixture_and_corpus_mail_is_stored,
+                create_offers_records_live_offers_once_per_agent,
+                owned_or_closed_interactions_get_no_offers,
+                decide_offer_decides_a_live_offer_once,
+                accept_claims_and_rescinds_the_other_offers,
+                accept_of_a_taken_or_closed_interaction_is_gone,
+                cancel_live_offers_rescinds_every_live_offer,
+                owned_open_counts_count_open_interactions_per_owner,
+                round_robin_place_survives_a_new_store_handle,
             ],
             with_db: [migrate_twice_is_a_no_op],
             with_backdoor: [
@@ -289,12 +299,15 @@ macro_rules! contract_for {
                 a_reply_by_subject_token_is_appended,
                 a_reply_to_our_signed_id_is_appended,
                 an_auto_reply_is_appended_without_touching_the_thread,
+                waiting_interactions_come_by_priority_then_age,
+                last_agent_of_contact_is_the_latest_owner,
             ],
             multi_thread: [
                 fifty_concurrent_claims_have_exactly_one_winner,
                 twenty_concurrent_ingests_of_one_position_create_one_interaction,
                 twenty_concurrent_ingests_of_one_mail_at_many_positions_create_one_interaction,
                 concurrent_replies_to_a_closed_thread_make_one_thread_2,
+                fifty_concurrent_accepts_have_exactly_one_winner,
             ],
         );
     };

@@ -19,6 +19,7 @@ mod ingest;
 mod interactions;
 mod messages;
 mod queues;
+mod routing;
 
 use std::error::Error;
 use std::str::FromStr;

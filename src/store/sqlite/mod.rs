@@ -20,6 +20,7 @@ mod ingest;
 mod interactions;
 mod messages;
 mod queues;
+mod routing;
 
 use std::path::PathBuf;
 use std::str::FromStr;

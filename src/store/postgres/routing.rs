@@ -1,0 +1,355 @@
+//! Routing: offers and their outcomes, the accept that claims, the waiting
+//! list for recovery, and what routing reads about agents and queues.
+//!
+//! Lock order, so that no two of these transactions can deadlock: the
+//! interaction row first (the claim's `UPDATE`, or `create_offers`'
+//! `FOR SHARE`), then offer rows, always in id order (`ORDER BY id FOR
+//! UPDATE`), never the other way round.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::Row;
+
+use super::interactions::{interaction_cols, interaction_row};
+use super::{PgStore, name};
+use crate::domain::{
+    AgentId, ContactId, InteractionId, OfferId, OfferStatus, QueueId, RescindReason,
+};
+use crate::store::common;
+use crate::store::routing::decidable;
+use crate::store::{AcceptOutcome, OfferRow, StoreError, StoreResult, WaitingInteraction};
+
+/// The columns [`offer_row`] reads.
+macro_rules! offer_cols {
+    () => {
+        "id, interaction_id, queue_id, agent_id, status, reason, offered_at, expires_at, decided_at"
+    };
+}
+
+// FOR SHARE: an offer for an interaction that is already taken (or closed)
+// would be a zombie that nobody can accept. The shared lock makes a
+// concurrent claim (which takes the row's update lock) wait until these
+// offers are committed, so the accept then rescinds them as well; and a
+// claim that came first makes this wait, then read the owner it committed.
+const OFFERABLE: &str =
+    "SELECT owner_id IS NULL AND status = 'open' FROM interactions WHERE id = $1 FOR SHARE";
+
+// One statement for all agents (ring_all may offer to hundreds at once). The
+// partial unique index `offers_live` allows one live offer per agent and
+// interaction; an agent who already holds one (or is listed twice) is
+// skipped.
+const INSERT_OFFERS: &str = concat!(
+    "INSERT INTO offers (interaction_id, queue_id, agent_id, status, offered_at, expires_at)
+     SELECT $1::bigint, $2::bigint, agent, 'offered', $4::timestamptz, $5::timestamptz
+     FROM unnest($3::bigint[]) WITH ORDINALITY AS wanted (agent, n)
+     ORDER BY n
+     ON CONFLICT (interaction_id, agent_id) WHERE status = 'offered' DO NOTHING
+     RETURNING ",
+    offer_cols!()
+);
+
+const DECIDE: &str = concat!(
+    "UPDATE offers SET status = $2, reason = $3, decided_at = $4
+     WHERE id = $1 AND status = 'offered'
+     RETURNING ",
+    offer_cols!()
+);
+
+const OFFER_BY_ID: &str = concat!("SELECT ", offer_cols!(), " FROM offers WHERE id = $1");
+
+// The claim of invariant 2, without the version: an accept is for whatever
+// state the interaction is in now, as long as nobody owns it and it is open.
+const CLAIM: &str = concat!(
+    "UPDATE interactions SET
+         owner_id = $2,
+         first_agent_id = COALESCE(first_agent_id, $2),
+         version = version + 1,
+         updated_at = $3
+     WHERE id = $1 AND owner_id IS NULL AND status = 'open'
+     RETURNING ",
+    interaction_cols!()
+);
+
+// The interaction's live offers, locked in id order (see the lock order above).
+const LOCK_LIVE: &str = "SELECT id, agent_id FROM offers
+     WHERE interaction_id = $1 AND status = 'offered'
+     ORDER BY id
+     FOR UPDATE";
+
+const ACCEPTED: &str = "UPDATE offers SET status = 'accepted', decided_at = $2
+     WHERE id = $1 AND status = 'offered'";
+
+const RESCIND_TAKEN: &str = concat!(
+    "UPDATE offers SET status = 'rescinded', reason = 'taken', decided_at = $3
+     WHERE interaction_id = $1 AND status = 'offered' AND id <> $2
+     RETURNING ",
+    offer_cols!()
+);
+
+// Locked in id order first, like every other multi-offer write.
+const CANCEL_LIVE: &str =
+    "UPDATE offers SET status = 'rescinded', reason = 'cancelled', decided_at = $1
+     WHERE status = 'offered'
+       AND id IN (SELECT id FROM offers WHERE status = 'offered' ORDER BY id FOR UPDATE)";
+
+const WAITING: &str =
+    "SELECT id, version, priority, COALESCE(enqueued_at, created_at) AS enqueued_at,
+         contact_id
+     FROM interactions
+     WHERE queue_id = $1 AND status = 'open' AND owner_id IS NULL
+     ORDER BY priority DESC, COALESCE(enqueued_at, created_at), id";
+
+const OWNED_OPEN: &str = "SELECT owner_id, count(*) FROM interactions
+     WHERE status = 'open' AND owner_id IS NOT NULL
+     GROUP BY owner_id";
+
+const LAST_AGENT: &str = "SELECT COALESCE(owner_id, first_agent_id) FROM interactions
+     WHERE contact_id = $1 AND id <> $2 AND COALESCE(owner_id, first_agent_id) IS NOT NULL
+     ORDER BY updated_at DESC, id DESC
+     LIMIT 1";
+
+const SET_RR: &str = "UPDATE queues SET rr_last_agent_id = $2 WHERE id = $1 AND deleted_at IS NULL";
+
+const GET_RR: &str = "SELECT rr_last_agent_id FROM queues WHERE id = $1 AND deleted_at IS NULL";
+
+fn offer_row(row: &Row) -> StoreResult<OfferRow> {
+    Ok(OfferRow {
+        id: OfferId(row.try_get("id")?),
+        interaction: InteractionId(row.try_get("interaction_id")?),
+        queue: QueueId(row.try_get("queue_id")?),
+        agent: AgentId(row.try_get("agent_id")?),
+        status: name(row, "status")?,
+        reason: row
+            .try_get::<_, Option<super::Name<RescindReason>>>("reason")?
+            .map(|r| r.0),
+        offered_at: row.try_get("offered_at")?,
+        expires_at: row.try_get("expires_at")?,
+        decided_at: row.try_get("decided_at")?,
+    })
+}
+
+/// Offers in the order they were made.
+fn by_id(rows: &[Row]) -> StoreResult<Vec<OfferRow>> {
+    let mut offers = rows
+        .iter()
+        .map(offer_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    offers.sort_by_key(|r| r.id);
+    Ok(offers)
+}
+
+/// The accept inside its transaction (see [`PgStore::accept_offer`]).
+/// `None` is `Gone`: the caller rolls back, so nothing it did here stays.
+async fn accept(
+    tx: &Transaction<'_>,
+    offer: OfferId,
+    agent: AgentId,
+) -> StoreResult<Option<AcceptOutcome>> {
+    let now = common::now();
+    // A plain read: it only finds the interaction (an offer never changes
+    // interaction). Whether the offer is still live is checked again below,
+    // under its lock.
+    let stmt = tx.prepare_cached(OFFER_BY_ID).await?;
+    let Some(row) = tx.query_opt(&stmt, &[&offer.0]).await? else {
+        return Ok(None);
+    };
+    let row = offer_row(&row)?;
+    if row.status != OfferStatus::Offered || row.agent != agent {
+        return Ok(None);
+    }
+    let stmt = tx.prepare_cached(CLAIM).await?;
+    let Some(claimed) = tx
+        .query_opt(&stmt, &[&row.interaction.0, &agent.0, &now])
+        .await?
+    else {
+        // Taken or closed: the offer stays live; the caller rescinds it.
+        return Ok(None);
+    };
+    let interaction = interaction_row(&claimed)?;
+    let stmt = tx.prepare_cached(LOCK_LIVE).await?;
+    let live = tx.query(&stmt, &[&row.interaction.0]).await?;
+    let still_ours = live.iter().any(|r| {
+        r.try_get::<_, i64>("id").ok() == Some(offer.0)
+            && r.try_get::<_, i64>("agent_id").ok() == Some(agent.0)
+    });
+    if !still_ours {
+        // Decided (expired, cancelled) between the first read and the lock:
+        // the claim is rolled back with the rest.
+        return Ok(None);
+    }
+    let stmt = tx.prepare_cached(ACCEPTED).await?;
+    tx.execute(&stmt, &[&offer.0, &now]).await?;
+    let stmt = tx.prepare_cached(RESCIND_TAKEN).await?;
+    let rescinded = tx
+        .query(&stmt, &[&row.interaction.0, &offer.0, &now])
+        .await?;
+    Ok(Some(AcceptOutcome::Won {
+        interaction,
+        rescinded: by_id(&rescinded)?,
+    }))
+}
+
+impl PgStore {
+    pub async fn create_offers(
+        &self,
+        interaction: InteractionId,
+        queue: QueueId,
+        agents: &[AgentId],
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<Vec<OfferRow>> {
+        let wanted: Vec<i64> = agents.iter().map(|a| a.0).collect();
+        let expires_at = common::millis(expires_at);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx.prepare_cached(OFFERABLE).await?;
+        let offerable: bool = tx
+            .query_opt(&stmt, &[&interaction.0])
+            .await?
+            .ok_or(StoreError::NotFound("interaction"))?
+            .try_get(0)?;
+        if !offerable {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let stmt = tx.prepare_cached(INSERT_OFFERS).await?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &interaction.0,
+                    &queue.0,
+                    &wanted,
+                    &common::now(),
+                    &expires_at,
+                ],
+            )
+            .await?;
+        let offers = by_id(&rows)?;
+        tx.commit().await?;
+        Ok(offers)
+    }
+
+    pub async fn decide_offer(
+        &self,
+        offer: OfferId,
+        status: OfferStatus,
+        reason: Option<RescindReason>,
+    ) -> StoreResult<Option<OfferRow>> {
+        decidable(status)?;
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(DECIDE).await?;
+        client
+            .query_opt(
+                &stmt,
+                &[
+                    &offer.0,
+                    &status.as_str(),
+                    &reason.map(RescindReason::as_str),
+                    &common::now(),
+                ],
+            )
+            .await?
+            .as_ref()
+            .map(offer_row)
+            .transpose()
+    }
+
+    /// Exactly one winner (invariant 2), across agents, tasks and nodes: the
+    /// claim is the conditional `UPDATE … WHERE owner_id IS NULL AND status =
+    /// 'open'`. Under READ COMMITTED, concurrent claims of one interaction
+    /// queue on its row lock; when the winner commits, each waiter re-checks
+    /// the `WHERE` against the committed row, finds an owner and changes
+    /// nothing. The winner's offer is then re-checked under its lock, so an
+    /// offer that expired meanwhile cannot be accepted: the claim rolls back.
+    pub async fn accept_offer(&self, offer: OfferId, agent: AgentId) -> StoreResult<AcceptOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        match accept(&tx, offer, agent).await? {
+            Some(won) => {
+                tx.commit().await?;
+                Ok(won)
+            }
+            None => {
+                tx.rollback().await?;
+                Ok(AcceptOutcome::Gone)
+            }
+        }
+    }
+
+    pub async fn waiting_interactions(
+        &self,
+        queue: QueueId,
+    ) -> StoreResult<Vec<WaitingInteraction>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(WAITING).await?;
+        client
+            .query(&stmt, &[&queue.0])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(WaitingInteraction {
+                    id: InteractionId(row.try_get("id")?),
+                    version: row.try_get("version")?,
+                    priority: row.try_get("priority")?,
+                    enqueued_at: row.try_get("enqueued_at")?,
+                    contact: row.try_get::<_, Option<i64>>("contact_id")?.map(ContactId),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn cancel_live_offers(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(CANCEL_LIVE).await?;
+        Ok(client.execute(&stmt, &[&common::now()]).await?)
+    }
+
+    pub async fn owned_open_counts(&self) -> StoreResult<HashMap<AgentId, u32>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(OWNED_OPEN).await?;
+        client
+            .query(&stmt, &[])
+            .await?
+            .iter()
+            .map(|row| {
+                let agent = AgentId(row.try_get(0)?);
+                Ok((agent, common::stored(row.try_get::<_, i64>(1)?, "count")?))
+            })
+            .collect()
+    }
+
+    pub async fn last_agent_of_contact(
+        &self,
+        contact: ContactId,
+        except: InteractionId,
+    ) -> StoreResult<Option<AgentId>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(LAST_AGENT).await?;
+        let row = client.query_opt(&stmt, &[&contact.0, &except.0]).await?;
+        Ok(row
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(AgentId))
+    }
+
+    pub async fn set_round_robin_last(&self, queue: QueueId, agent: AgentId) -> StoreResult<()> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(SET_RR).await?;
+        match client.execute(&stmt, &[&queue.0, &agent.0]).await? {
+            0 => Err(StoreError::NotFound("queue")),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn round_robin_last(&self, queue: QueueId) -> StoreResult<Option<AgentId>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(GET_RR).await?;
+        let row = client
+            .query_opt(&stmt, &[&queue.0])
+            .await?
+            .ok_or(StoreError::NotFound("queue"))?;
+        Ok(row.try_get::<_, Option<i64>>(0)?.map(AgentId))
+    }
+}
