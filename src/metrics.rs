@@ -29,6 +29,10 @@ pub const IMAP_WATERMARK: &str = "mailroom_imap_watermark_uid";
 pub const IMAP_LAST_MAIL: &str = "mailroom_imap_last_mail_timestamp_seconds";
 pub const INGEST_MAILS: &str = "mailroom_ingest_mails_total";
 pub const INGEST_LATENCY: &str = "mailroom_ingest_latency_seconds";
+pub const QUEUE_WAITING: &str = "mailroom_queue_waiting";
+pub const OFFERS: &str = "mailroom_offers_total";
+pub const OFFER_LATENCY: &str = "mailroom_offer_latency_seconds";
+pub const WAIT_SECONDS: &str = "mailroom_wait_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -139,6 +143,26 @@ fn describe() {
         INGEST_LATENCY,
         Unit::Seconds,
         "From the mailbox learning of new mail (EXISTS during IDLE, or the poll) to the mail's commit, by account."
+    );
+    describe_gauge!(
+        QUEUE_WAITING,
+        Unit::Count,
+        "Interactions waiting for an agent, by queue."
+    );
+    describe_counter!(
+        OFFERS,
+        Unit::Count,
+        "Offers by outcome: offered, accepted, rejected, expired, taken, cancelled."
+    );
+    describe_histogram!(
+        OFFER_LATENCY,
+        Unit::Seconds,
+        "From an interaction's enqueue to its offer being recorded and sent."
+    );
+    describe_histogram!(
+        WAIT_SECONDS,
+        Unit::Seconds,
+        "From an interaction's enqueue to its acceptance."
     );
     describe_gauge!(
         BUILD_INFO,

@@ -20,6 +20,7 @@ use tracing::info;
 
 use crate::actors::agent::{AgentHub, CloseCode};
 use crate::actors::mailbox::{MailboxDeps, MailboxRegistry};
+use crate::actors::queue::Routing;
 use crate::config::Settings;
 use crate::domain::threading::MessageIdSigner;
 use crate::http::state::AppState;
@@ -100,17 +101,41 @@ impl App {
         // keeping them off the agents' threads means a burst of mail never
         // delays a frame to an agent.
         let mail_arbiter = Arbiter::new();
+        let routing = Routing::new();
         let hub = AgentHub::new(
             presence.clone(),
             settings.node.id.clone(),
             arbiters.iter().map(|a| a.handle()).collect(),
+            routing.clone(),
         );
+        // Recovery: offers in flight at a crash count as cancelled; every
+        // open, unowned interaction is offered again by its queue.
+        let store_err = |source| StartupError::Store {
+            url: redact_url(settings.store.url.expose()),
+            source,
+        };
+        let cancelled = store.cancel_live_offers().await.map_err(store_err)?;
+        if cancelled > 0 {
+            info!(
+                cancelled,
+                "offers in flight at the last stop were cancelled"
+            );
+        }
+        routing.load_owned(&store).await.map_err(store_err)?;
+        let queue_arbiter = Arbiter::new();
+        for queue in store.list_queues().await.map_err(store_err)? {
+            routing
+                .start_queue(&store, &hub, queue, &queue_arbiter.handle())
+                .await
+                .map_err(store_err)?;
+        }
         let mailboxes = MailboxRegistry::new(
             MailboxDeps {
                 store: store.clone(),
                 signer: signer.clone(),
                 hub: hub.clone(),
                 sink: None,
+                routing: Some(routing.clone()),
             },
             mail_arbiter.handle(),
         );
@@ -131,6 +156,7 @@ impl App {
             presence,
             hub,
             mailboxes,
+            queue_arbiter: queue_arbiter.handle(),
             signer,
             metrics,
             started_at,
@@ -162,6 +188,7 @@ impl App {
         .run();
         let mut arbiters = arbiters;
         arbiters.push(mail_arbiter);
+        arbiters.push(queue_arbiter);
         Ok(App {
             server,
             state,

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use tracing::warn;
 
+use crate::actors::queue::Routing;
 use crate::domain::{AgentId, PresenceStatus, Role};
 use crate::http::ws::protocol::{PresenceView, ServerFrame};
 use crate::presence::{Availability, Presence, PresenceError, PresenceState};
@@ -30,6 +31,8 @@ pub struct AgentIdentity {
     pub username: String,
     pub name: String,
     pub role: Role,
+    /// Open interactions the agent may own at once.
+    pub capacity: u32,
 }
 
 /// A frame for the socket(s). Sent by the agent actor to each session.
@@ -109,6 +112,9 @@ pub struct AgentActor {
     /// only on change.
     wish: Option<Availability>,
     connected_gauge: Arc<AtomicU64>,
+    routing: Routing,
+    /// Availability last reported to routing (online, not paused, connected).
+    available: bool,
 }
 
 impl AgentActor {
@@ -126,6 +132,16 @@ impl AgentActor {
                 status: PresenceStatus::Online,
                 reason: None,
             },
+        }
+    }
+
+    /// Tell the queues when the agent starts or stops being offerable.
+    fn report_availability(&mut self) {
+        let now = !self.sessions.is_empty() && matches!(self.wish, Some(Availability::Online));
+        if now != self.available {
+            self.available = now;
+            self.routing
+                .agent_changed(self.identity.id, now, self.identity.capacity);
         }
     }
 
@@ -166,6 +182,7 @@ impl Handler<Join> for AgentActor {
         Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
             let wish = res?;
             act.wish = Some(wish);
+            act.report_availability();
             Ok(act.view())
         }))
     }
@@ -178,6 +195,7 @@ impl Handler<Leave> for AgentActor {
         if self.sessions.remove(&msg.key).is_none() || !self.sessions.is_empty() {
             return;
         }
+        self.report_availability();
         self.connected_gauge.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!(crate::metrics::AGENTS_CONNECTED).decrement(1.0);
         let presence = self.presence.clone();
@@ -232,6 +250,7 @@ impl Handler<SetAvailability> for AgentActor {
                     res?;
                     let changed = act.wish.as_ref() != Some(&wish);
                     act.wish = Some(wish);
+                    act.report_availability();
                     let view = act.view();
                     if changed {
                         act.broadcast(ServerFrame::Presence {
@@ -285,6 +304,7 @@ pub struct AgentHub {
     arbiters: Arc<Vec<ArbiterHandle>>,
     next_session: Arc<AtomicU64>,
     connected: Arc<AtomicU64>,
+    routing: Routing,
 }
 
 impl AgentHub {
@@ -292,8 +312,14 @@ impl AgentHub {
     /// started on the HTTP worker that happened to accept a socket: they
     /// outlive that socket and serve the agent's other tabs, which may sit on
     /// other workers.
-    pub fn new(presence: Presence, node: String, arbiters: Vec<ArbiterHandle>) -> Self {
+    pub fn new(
+        presence: Presence,
+        node: String,
+        arbiters: Vec<ArbiterHandle>,
+        routing: Routing,
+    ) -> Self {
         AgentHub {
+            routing,
             agents: Arc::new(DashMap::new()),
             presence,
             node,
@@ -329,6 +355,8 @@ impl AgentHub {
                     sessions: HashMap::new(),
                     wish: None,
                     connected_gauge: self.connected.clone(),
+                    routing: self.routing.clone(),
+                    available: false,
                 };
                 let idx = (identity.id.get().unsigned_abs() as usize) % self.arbiters.len().max(1);
                 match self.arbiters.get(idx) {
@@ -356,6 +384,20 @@ impl AgentHub {
         if let Some(addr) = self.get(agent) {
             addr.do_send(Push(frame));
         }
+    }
+
+    /// Pause an agent on the server's initiative (missed offers, a
+    /// supervisor), as if they had paused themselves.
+    pub fn auto_pause(&self, agent: AgentId, reason: &str) {
+        if let Some(addr) = self.get(agent) {
+            addr.do_send(SetAvailability(Availability::Paused {
+                reason: Some(reason.to_string()),
+            }));
+        }
+    }
+
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     /// Close every socket on this node (shutdown).

@@ -107,6 +107,8 @@ pub struct MailboxDeps {
     pub signer: MessageIdSigner,
     pub hub: AgentHub,
     pub sink: Option<Recipient<MailIngested>>,
+    /// Where new interactions are offered (the queue actors).
+    pub routing: Option<crate::actors::queue::Routing>,
 }
 
 impl Actor for MailboxActor {
@@ -543,6 +545,9 @@ impl Session {
             IngestOutcome::Created { interaction, .. }
             | IngestOutcome::Continued { interaction, .. } => {
                 info!(account = %key, interaction = %interaction.id, kind = label, "new interaction");
+                if let Some(routing) = &self.deps.routing {
+                    routing.enqueue(interaction.queue, interaction.id);
+                }
             }
             IngestOutcome::Appended {
                 interaction,

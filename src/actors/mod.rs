@@ -9,7 +9,9 @@
 //!
 //! - [`mailbox`]: one `MailboxActor` per account: IMAP IDLE, sync, ingest.
 //!
-//! Issue #4 adds `queue.rs` (one per queue).
+//! - [`queue`]: one `QueueActor` per queue: the waiting list, offers,
+//!   accept/reject/timeout; `Routing` finds queues and offers.
 
 pub mod agent;
 pub mod mailbox;
+pub mod queue;

@@ -205,6 +205,16 @@ pub async fn create_queue(
     caller.require(Role::Admin)?;
     let spec = config::parse_queue(&body)?;
     let queue = state.store.create_queue(spec).await?;
+    state
+        .hub
+        .routing()
+        .start_queue(
+            &state.store,
+            &state.hub,
+            queue.clone(),
+            &state.queue_arbiter,
+        )
+        .await?;
     info!(admin = %caller.agent.id, queue = %queue.id, "queue created");
     Ok(HttpResponse::Created().json(queue))
 }
@@ -236,6 +246,18 @@ pub async fn update_queue(
     caller.require(Role::Admin)?;
     let spec = config::parse_queue(&body)?;
     let queue = state.store.update_queue(id.into_inner(), spec).await?;
+    // New members, strategy or timeouts take effect now: restart the actor
+    // (its live offers are cancelled and the waiting list re-read).
+    state
+        .hub
+        .routing()
+        .start_queue(
+            &state.store,
+            &state.hub,
+            queue.clone(),
+            &state.queue_arbiter,
+        )
+        .await?;
     info!(admin = %caller.agent.id, queue = %queue.id, "queue updated");
     Ok(HttpResponse::Ok().json(queue))
 }
@@ -250,7 +272,9 @@ pub async fn delete_queue(
     id: web::Path<QueueId>,
 ) -> ApiResult<HttpResponse> {
     caller.require(Role::Admin)?;
-    state.store.delete_queue(id.into_inner()).await?;
+    let id = id.into_inner();
+    state.store.delete_queue(id).await?;
+    state.hub.routing().stop_queue(id);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -8,6 +8,7 @@
 //! - `presence`: the presence contract suite, run on memory and on Redis.
 //! - `ingest`: mail through Postfix and Dovecot into interactions (IDLE, threading, quarantine).
 //! - `ingest_faults`: corrupt and huge mail, UIDVALIDITY change, IMAP outage, a crash mid-burst.
+//! - `routing`: offers over real WebSockets: reject, accept, taken, timeout, pause, the 50-way race.
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
@@ -20,6 +21,7 @@ mod imap;
 mod ingest;
 mod ingest_faults;
 mod presence;
+mod routing;
 mod store;
 mod support;
 mod ws;

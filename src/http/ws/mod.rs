@@ -27,6 +27,7 @@ pub async fn connect(
         username: caller.agent.username.clone(),
         name: caller.agent.name.clone(),
         role: caller.agent.role,
+        capacity: caller.agent.capacity,
     };
     let agent = state.hub.get_or_start(&identity);
     session::WsSession::start(
@@ -35,6 +36,7 @@ pub async fn connect(
         caller.token_hash,
         caller.expires_at,
         agent,
+        state.hub.routing().clone(),
         state.settings.ws.heartbeat,
         state.settings.ws.send_buffer,
         session,

@@ -28,6 +28,7 @@ use crate::actors::agent::{
     AgentActor, AgentIdentity, CloseCode, CloseSession, Heartbeat, Join, Leave, Push,
     SessionHandle, SessionKey, SetAvailability,
 };
+use crate::actors::queue::{Accept, OfferError, Reject, Routing};
 use crate::domain::PresenceStatus;
 use crate::presence::Availability;
 
@@ -45,6 +46,7 @@ pub struct WsSession {
     token_hash: Arc<[u8]>,
     expires_at: DateTime<Utc>,
     agent: Addr<AgentActor>,
+    routing: Routing,
     out: mpsc::Sender<Outbound>,
     heartbeat: Duration,
     last_seen: Instant,
@@ -60,6 +62,7 @@ impl WsSession {
         token_hash: Vec<u8>,
         expires_at: DateTime<Utc>,
         agent: Addr<AgentActor>,
+        routing: Routing,
         heartbeat: Duration,
         send_buffer: usize,
         session: actix_ws::Session,
@@ -81,6 +84,7 @@ impl WsSession {
                 token_hash: token_hash.into(),
                 expires_at,
                 agent,
+                routing,
                 out: tx,
                 heartbeat,
                 last_seen: Instant::now(),
@@ -162,19 +166,76 @@ impl WsSession {
             Command::SetPresence { status, reason } => {
                 self.set_presence(req_id, status, reason, ctx)
             }
-            Command::Accept { offer_id } | Command::Reject { offer_id } => {
-                // Routing (issue #4) owns offers; until a queue has offered
-                // something to this session, no offer id is live.
-                self.send(
-                    ServerFrame::error(
-                        req_id,
-                        ErrorCode::OfferGone,
-                        format!("offer {offer_id} is not open"),
-                    ),
-                    ctx,
-                );
-            }
+            Command::Accept { offer_id } => self.decide(req_id, offer_id, true, ctx),
+            Command::Reject { offer_id } => self.decide(req_id, offer_id, false, ctx),
         }
+    }
+
+    /// Accept or reject an offer through the queue that holds it. Spawned,
+    /// not waited on: other frames of this socket go on meanwhile.
+    fn decide(
+        &mut self,
+        req_id: Option<Value>,
+        offer: crate::domain::OfferId,
+        accept: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let gone = move |req_id| {
+            ServerFrame::error(
+                req_id,
+                ErrorCode::OfferGone,
+                format!("offer {offer} is not open"),
+            )
+        };
+        let Some(queue) = self.routing.offer_queue(offer) else {
+            self.send(gone(req_id), ctx);
+            return;
+        };
+        let agent = self.identity.id;
+        let fut = async move {
+            if accept {
+                queue
+                    .send(Accept { offer, agent })
+                    .await
+                    .map(|r| r.map(Some))
+            } else {
+                queue
+                    .send(Reject { offer, agent })
+                    .await
+                    .map(|r| r.map(|()| None))
+            }
+        };
+        fut.into_actor(self)
+            .map(move |res, act, ctx| {
+                let frame = match res {
+                    Ok(Ok(interaction)) => {
+                        let mut result = serde_json::Map::new();
+                        if let Some(i) = interaction {
+                            result.insert("interaction_id".into(), Value::from(i.to_string()));
+                        }
+                        ServerFrame::Ok { req_id, result }
+                    }
+                    Ok(Err(OfferError::Gone)) => gone(req_id),
+                    Ok(Err(OfferError::NotYours)) => {
+                        ServerFrame::error(req_id, ErrorCode::Forbidden, "that offer is not yours")
+                    }
+                    Ok(Err(OfferError::Store(e))) => {
+                        warn!(error = %e, "offer decision failed");
+                        ServerFrame::error(
+                            req_id,
+                            ErrorCode::Internal,
+                            "could not record the decision, try again",
+                        )
+                    }
+                    Err(_) => ServerFrame::error(
+                        req_id,
+                        ErrorCode::Internal,
+                        "the queue is restarting, try again",
+                    ),
+                };
+                act.send(frame, ctx);
+            })
+            .spawn(ctx);
     }
 
     fn set_presence(

@@ -1,0 +1,820 @@
+//! `QueueActor`: one per queue. It holds the waiting list (priority, then
+//! age), chooses who gets an offer (`domain::routing::choose`), records every
+//! offer before announcing it (invariant 3), and settles accepts, rejects,
+//! timeouts and cancellations.
+//!
+//! Exactly one owner (invariant 2) does not depend on this actor: an accept
+//! is [`Store::accept_offer`], one conditional transaction. The actor only
+//! keeps the live picture (who holds which offer) so that the losers hear
+//! `offer_rescinded{taken}` in the same round trip.
+//!
+//! Store calls are futures spawned on the actor's context; their results
+//! come back into the actor, so its state is never touched concurrently and
+//! its mailbox never waits on I/O (invariant 5).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, SecondsFormat, Utc};
+use dashmap::DashMap;
+use tracing::{debug, info, warn};
+
+use crate::actors::agent::AgentHub;
+use crate::domain::routing::{Candidate, Policy, Situation, choose};
+use crate::domain::{
+    AgentId, AssignedVia, InteractionId, OfferId, OfferStatus, QueueId, RescindReason,
+};
+use crate::http::ws::protocol::ServerFrame;
+use crate::store::{AcceptOutcome, Queue, Store, StoreError};
+
+/// What routing knows about an agent, kept current by the agent actors and
+/// by assignments. A `DashMap` read synchronously when choosing: choosing
+/// must not wait on anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRuntime {
+    pub available: bool,
+    pub owned: u32,
+    pub capacity: u32,
+    pub idle_since_ms: i64,
+}
+
+pub type Directory = Arc<DashMap<AgentId, AgentRuntime>>;
+
+/// Which queue holds a live offer: sessions route accept/reject by it.
+pub type OfferIndex = Arc<DashMap<OfferId, Addr<QueueActor>>>;
+
+/// Put an interaction on the waiting list (new mail, transfer, recovery).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub interaction: InteractionId,
+}
+
+/// An agent accepted an offer. Answers with the interaction id, or why not.
+#[derive(Message)]
+#[rtype(result = "Result<InteractionId, OfferError>")]
+pub struct Accept {
+    pub offer: OfferId,
+    pub agent: AgentId,
+}
+
+/// An agent rejected an offer.
+#[derive(Message)]
+#[rtype(result = "Result<(), OfferError>")]
+pub struct Reject {
+    pub offer: OfferId,
+    pub agent: AgentId,
+}
+
+/// An agent became unavailable (paused, or last socket gone): their live
+/// offers are cancelled and re-offered. Or available again: try to offer.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct AgentChanged {
+    pub agent: AgentId,
+    pub available: bool,
+}
+
+/// Look at the waiting list again (a timer, a backoff ending, an agent freeing up).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Dispatch;
+
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+struct Expire {
+    offer: OfferId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    #[error("the offer is gone (taken, expired or withdrawn)")]
+    Gone,
+    #[error("that offer is not yours")]
+    NotYours,
+    #[error("the store failed: {0}")]
+    Store(String),
+}
+
+/// What an offer frame shows.
+#[derive(Debug, Clone)]
+struct Summary {
+    subject: String,
+    from: String,
+    preview: String,
+    account: String,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    id: InteractionId,
+    enqueued: Instant,
+    summary: Summary,
+    sticky: Option<(AgentId, Instant)>,
+    excluded: HashSet<AgentId>,
+    /// Live offers: agent → offer.
+    live: HashMap<AgentId, OfferId>,
+    /// Offers being recorded (not yet announced).
+    pending: HashSet<AgentId>,
+    /// After a round where everyone said no: wait until then.
+    retry_at: Option<Instant>,
+}
+
+type Key = (Reverse<i32>, DateTime<Utc>, InteractionId);
+
+pub struct QueueActor {
+    queue: Queue,
+    members: Vec<AgentId>,
+    store: Store,
+    hub: AgentHub,
+    directory: Directory,
+    offers: OfferIndex,
+    waiting: BTreeMap<Key, Waiting>,
+    keys: HashMap<InteractionId, Key>,
+    /// offer → (interaction, agent).
+    live: HashMap<OfferId, (InteractionId, AgentId)>,
+    rr_last: Option<AgentId>,
+    /// Unanswered offers in a row, per agent (auto-pause).
+    missed: HashMap<AgentId, u32>,
+}
+
+impl QueueActor {
+    pub fn new(
+        queue: Queue,
+        members: Vec<AgentId>,
+        store: Store,
+        hub: AgentHub,
+        directory: Directory,
+        offers: OfferIndex,
+        rr_last: Option<AgentId>,
+    ) -> Self {
+        QueueActor {
+            queue,
+            members,
+            store,
+            hub,
+            directory,
+            offers,
+            waiting: BTreeMap::new(),
+            keys: HashMap::new(),
+            live: HashMap::new(),
+            rr_last,
+            missed: HashMap::new(),
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            strategy: self.queue.strategy,
+            max_simultaneous: self.queue.max_simultaneous_offers,
+        }
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.members
+            .iter()
+            .map(|a| {
+                let rt = self.directory.get(a).map(|r| *r);
+                match rt {
+                    Some(r) => Candidate {
+                        agent: *a,
+                        available: r.available,
+                        // Offers out count against capacity: an agent with
+                        // one free slot is not offered two interactions.
+                        owned: r.owned + self.offers_held(*a),
+                        capacity: r.capacity,
+                        idle_since_ms: r.idle_since_ms,
+                    },
+                    None => Candidate {
+                        agent: *a,
+                        available: false,
+                        owned: 0,
+                        capacity: 0,
+                        idle_since_ms: 0,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn offers_held(&self, agent: AgentId) -> u32 {
+        self.live.values().filter(|(_, a)| *a == agent).count() as u32
+    }
+
+    fn gauge(&self) {
+        metrics::gauge!(crate::metrics::QUEUE_WAITING, "queue" => self.queue.name.clone())
+            .set(self.waiting.len() as f64);
+    }
+
+    /// Offer every waiting interaction to whoever is eligible now, in order.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let candidates = self.candidates();
+        let policy = self.policy();
+        let mut plans: Vec<(InteractionId, Vec<AgentId>)> = Vec::new();
+        // Agents chosen earlier in this pass count as busy for the later
+        // interactions (one free slot, one offer).
+        let mut taken_slots: HashMap<AgentId, u32> = HashMap::new();
+        let mut next_wakeup: Option<Instant> = None;
+        for w in self.waiting.values_mut() {
+            if w.retry_at.is_some_and(|t| t > now) {
+                next_wakeup = Some(next_wakeup.map_or(w.retry_at.unwrap_or(now), |n: Instant| {
+                    n.min(w.retry_at.unwrap_or(now))
+                }));
+                continue;
+            }
+            w.retry_at = None;
+            let sticky = w.sticky.filter(|(_, until)| *until > now).map(|(a, _)| a);
+            if let Some((_, until)) = w.sticky.filter(|(_, until)| *until > now) {
+                next_wakeup = Some(next_wakeup.map_or(until, |n: Instant| n.min(until)));
+            }
+            let mut offered: HashSet<AgentId> = w.live.keys().copied().collect();
+            offered.extend(w.pending.iter().copied());
+            let adjusted: Vec<Candidate> = candidates
+                .iter()
+                .map(|c| Candidate {
+                    owned: c.owned + taken_slots.get(&c.agent).copied().unwrap_or(0),
+                    ..*c
+                })
+                .collect();
+            let situation = Situation {
+                excluded: Some(&w.excluded),
+                offered: Some(&offered),
+                sticky,
+            };
+            let chosen = choose(policy, &adjusted, &situation, self.rr_last);
+            if chosen.is_empty() {
+                // Nobody left to ask this round: everyone eligible said no or
+                // let it expire. Start a new round after the backoff; the
+                // interaction keeps its place.
+                let anyone_eligible_ignoring_exclusions = adjusted
+                    .iter()
+                    .any(|c| c.available && c.owned < c.capacity && !offered.contains(&c.agent));
+                if offered.is_empty()
+                    && !w.excluded.is_empty()
+                    && anyone_eligible_ignoring_exclusions
+                {
+                    let at = now + Duration::from_secs(u64::from(self.queue.retry_backoff_secs));
+                    w.excluded.clear();
+                    w.retry_at = Some(at);
+                    next_wakeup = Some(next_wakeup.map_or(at, |n: Instant| n.min(at)));
+                }
+                continue;
+            }
+            for a in &chosen {
+                *taken_slots.entry(*a).or_insert(0) += 1;
+                w.pending.insert(*a);
+            }
+            if self.queue.strategy == crate::domain::Strategy::RoundRobin && sticky.is_none() {
+                self.rr_last = chosen.first().copied();
+            }
+            plans.push((w.id, chosen));
+        }
+        if let Some(at) = next_wakeup {
+            ctx.run_later(
+                at.saturating_duration_since(now) + Duration::from_millis(5),
+                |act, ctx| act.dispatch(ctx),
+            );
+        }
+        for (interaction, agents) in plans {
+            self.offer(interaction, agents, ctx);
+        }
+    }
+
+    /// Record the offers, then announce them.
+    fn offer(&mut self, interaction: InteractionId, agents: Vec<AgentId>, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let queue = self.queue.id;
+        let timeout = Duration::from_secs(u64::from(self.queue.offer_timeout_secs));
+        let expires_at = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or_default();
+        let rr = (self.queue.strategy == crate::domain::Strategy::RoundRobin).then_some(agents[0]);
+        let wanted = agents.clone();
+        ctx.spawn(
+            async move {
+                let rows = store.create_offers(interaction, queue, &wanted, expires_at).await;
+                if let (Ok(rows), Some(agent)) = (&rows, rr)
+                    && !rows.is_empty()
+                {
+                    let _ = store.set_round_robin_last(queue, agent).await;
+                }
+                rows
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let Some(key) = act.keys.get(&interaction).copied() else { return };
+                let Some(w) = act.waiting.get_mut(&key) else { return };
+                for a in &agents {
+                    w.pending.remove(a);
+                }
+                let rows = match res {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        warn!(queue = %act.queue.name, interaction = %interaction, error = %e, "could not record offers; retrying");
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.dispatch(ctx));
+                        return;
+                    }
+                };
+                if rows.is_empty() && w.live.is_empty() && w.pending.is_empty() {
+                    // The store offers nothing for an interaction that was
+                    // taken or closed meanwhile (no zombie offers): it no
+                    // longer waits here.
+                    act.remove_waiting(interaction);
+                    return;
+                }
+                let addr = ctx.address();
+                let expires = expires_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+                for row in rows {
+                    w.live.insert(row.agent, row.id);
+                    act.live.insert(row.id, (interaction, row.agent));
+                    act.offers.insert(row.id, addr.clone());
+                    metrics::counter!(crate::metrics::OFFERS, "outcome" => "offered").increment(1);
+                    metrics::histogram!(crate::metrics::OFFER_LATENCY).record(w.enqueued.elapsed().as_secs_f64());
+                    act.hub.push(
+                        row.agent,
+                        ServerFrame::Offer {
+                            offer_id: row.id,
+                            interaction_id: interaction,
+                            queue: act.queue.name.clone(),
+                            account: w.summary.account.clone(),
+                            subject: w.summary.subject.clone(),
+                            from: w.summary.from.clone(),
+                            preview: w.summary.preview.clone(),
+                            expires_at: expires.clone(),
+                        },
+                    );
+                    let offer = row.id;
+                    ctx.notify_later(Expire { offer }, timeout);
+                }
+            }),
+        );
+    }
+
+    /// Forget a live offer locally (after it was decided in the store).
+    fn forget(&mut self, offer: OfferId) -> Option<(InteractionId, AgentId)> {
+        let entry = self.live.remove(&offer)?;
+        self.offers.remove(&offer);
+        if let Some(key) = self.keys.get(&entry.0)
+            && let Some(w) = self.waiting.get_mut(key)
+        {
+            w.live.remove(&entry.1);
+        }
+        Some(entry)
+    }
+
+    fn remove_waiting(&mut self, interaction: InteractionId) {
+        if let Some(key) = self.keys.remove(&interaction) {
+            self.waiting.remove(&key);
+        }
+        self.gauge();
+    }
+
+    /// Decide a live offer (reject, expire, cancel) in the store, then tell
+    /// the agent and offer the interaction again.
+    fn settle(
+        &mut self,
+        offer: OfferId,
+        status: OfferStatus,
+        reason: Option<RescindReason>,
+        exclude: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some((interaction, agent)) = self.forget(offer) else {
+            return;
+        };
+        if exclude
+            && let Some(key) = self.keys.get(&interaction)
+            && let Some(w) = self.waiting.get_mut(key)
+        {
+            w.excluded.insert(agent);
+        }
+        let outcome = match status {
+            OfferStatus::Rejected => "rejected",
+            OfferStatus::Expired => "expired",
+            _ => "cancelled",
+        };
+        metrics::counter!(crate::metrics::OFFERS, "outcome" => outcome).increment(1);
+        let store = self.store.clone();
+        ctx.spawn(
+            async move { store.decide_offer(offer, status, reason).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    if let Err(e) = res {
+                        warn!(offer = %offer, error = %e, "could not record the offer's outcome");
+                    }
+                    if let Some(reason) = reason {
+                        act.hub.push(
+                            agent,
+                            ServerFrame::OfferRescinded {
+                                offer_id: offer,
+                                interaction_id: interaction,
+                                reason,
+                            },
+                        );
+                    }
+                    act.dispatch(ctx);
+                }),
+        );
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        info!(queue = %self.queue.name, members = self.members.len(), strategy = %self.queue.strategy, "queue started");
+    }
+}
+
+impl Handler<Enqueue> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
+        if self.keys.contains_key(&msg.interaction) {
+            return;
+        }
+        let store = self.store.clone();
+        let sticky_secs = self.queue.sticky_secs;
+        let id = msg.interaction;
+        // Read what the offer frame shows (and the sticky agent), then insert.
+        ctx.spawn(
+            async move {
+                let interaction = store.interaction(id).await?;
+                let messages = store.messages(id).await?;
+                let account = store.account(interaction.account).await?;
+                let sticky = match (interaction.contact, sticky_secs) {
+                    (Some(c), s) if s > 0 => store.last_agent_of_contact(c, id).await?,
+                    _ => None,
+                };
+                Ok::<_, StoreError>((interaction, messages, account, sticky))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let (interaction, messages, account, sticky) = match res {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warn!(queue = %act.queue.name, interaction = %id, error = %e, "cannot enqueue");
+                        return;
+                    }
+                };
+                if interaction.owner.is_some() || interaction.status != crate::domain::InteractionStatus::Open {
+                    return;
+                }
+                let first = messages.first();
+                let from = first
+                    .and_then(|m| m.from.as_ref())
+                    .map(|f| match &f.name {
+                        Some(n) if !n.is_empty() => format!("{n} <{}>", f.address),
+                        _ => f.address.clone(),
+                    })
+                    .unwrap_or_default();
+                let preview = interaction.last_message.as_ref().map(|l| l.preview.clone()).unwrap_or_default();
+                // Age is the interaction's creation, as in recovery's order.
+                let key = (Reverse(interaction.priority), interaction.created_at, id);
+                let now = Instant::now();
+                let w = Waiting {
+                    id,
+                    enqueued: now,
+                    summary: Summary { subject: interaction.subject.clone(), from, preview, account: account.key },
+                    sticky: sticky.map(|a| (a, now + Duration::from_secs(u64::from(sticky_secs)))),
+                    excluded: HashSet::new(),
+                    live: HashMap::new(),
+                    pending: HashSet::new(),
+                    retry_at: None,
+                };
+                act.keys.insert(id, key);
+                act.waiting.insert(key, w);
+                act.gauge();
+                debug!(queue = %act.queue.name, interaction = %id, "enqueued");
+                act.dispatch(ctx);
+            }),
+        );
+    }
+}
+
+impl Handler<Accept> for QueueActor {
+    type Result = ResponseActFuture<Self, Result<InteractionId, OfferError>>;
+
+    fn handle(&mut self, msg: Accept, _ctx: &mut Self::Context) -> Self::Result {
+        let check = match self.live.get(&msg.offer) {
+            None => Err(OfferError::Gone),
+            Some((_, agent)) if *agent != msg.agent => Err(OfferError::NotYours),
+            Some((interaction, _)) => Ok(*interaction),
+        };
+        let store = self.store.clone();
+        Box::pin(
+            async move {
+                check?;
+                store.accept_offer(msg.offer, msg.agent).await.map_err(|e| OfferError::Store(e.to_string()))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res? {
+                AcceptOutcome::Gone => {
+                    // The claim failed (taken or closed meanwhile): withdraw
+                    // the offer in the store too, so no row stays `offered`.
+                    if act.forget(msg.offer).is_some() {
+                        let store = act.store.clone();
+                        let offer = msg.offer;
+                        ctx.spawn(
+                            async move {
+                                let _ = store.decide_offer(offer, OfferStatus::Rescinded, Some(RescindReason::Taken)).await;
+                            }
+                            .into_actor(act),
+                        );
+                        act.dispatch(ctx);
+                    }
+                    Err(OfferError::Gone)
+                }
+                AcceptOutcome::Won { interaction, rescinded } => {
+                    // Persisted; now announce: the winner is assigned, every
+                    // other offered agent is told it was taken.
+                    act.forget(msg.offer);
+                    metrics::counter!(crate::metrics::OFFERS, "outcome" => "accepted").increment(1);
+                    if let Some(key) = act.keys.get(&interaction.id)
+                        && let Some(w) = act.waiting.get(key)
+                    {
+                        metrics::histogram!(crate::metrics::WAIT_SECONDS).record(w.enqueued.elapsed().as_secs_f64());
+                    }
+                    for row in rescinded {
+                        act.forget(row.id);
+                        metrics::counter!(crate::metrics::OFFERS, "outcome" => "taken").increment(1);
+                        act.hub.push(
+                            row.agent,
+                            ServerFrame::OfferRescinded { offer_id: row.id, interaction_id: interaction.id, reason: RescindReason::Taken },
+                        );
+                    }
+                    act.remove_waiting(interaction.id);
+                    act.missed.remove(&msg.agent);
+                    if let Some(mut rt) = act.directory.get_mut(&msg.agent) {
+                        rt.owned += 1;
+                    }
+                    act.hub.push(msg.agent, ServerFrame::Assigned { interaction_id: interaction.id, via: AssignedVia::Accept });
+                    info!(queue = %act.queue.name, interaction = %interaction.id, agent = %msg.agent, "assigned");
+                    act.dispatch(ctx);
+                    Ok(interaction.id)
+                }
+            }),
+        )
+    }
+}
+
+impl Handler<Reject> for QueueActor {
+    type Result = Result<(), OfferError>;
+
+    fn handle(&mut self, msg: Reject, ctx: &mut Self::Context) -> Self::Result {
+        match self.live.get(&msg.offer) {
+            None => Err(OfferError::Gone),
+            Some((_, agent)) if *agent != msg.agent => Err(OfferError::NotYours),
+            Some(_) => {
+                self.missed.remove(&msg.agent);
+                // No frame back for a reject: the agent's `ok` says it.
+                self.settle(msg.offer, OfferStatus::Rejected, None, true, ctx);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Handler<Expire> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) {
+        let Some((_, agent)) = self.live.get(&msg.offer).copied() else {
+            return;
+        };
+        let missed = {
+            let n = self.missed.entry(agent).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if let Some(limit) = self.queue.auto_pause_after_missed
+            && limit > 0
+            && missed >= limit
+        {
+            self.missed.remove(&agent);
+            info!(queue = %self.queue.name, agent = %agent, missed, "auto-pausing an agent who missed offers");
+            self.hub.auto_pause(agent, "missed offers");
+        }
+        self.settle(
+            msg.offer,
+            OfferStatus::Expired,
+            Some(RescindReason::Timeout),
+            true,
+            ctx,
+        );
+    }
+}
+
+impl Handler<AgentChanged> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AgentChanged, ctx: &mut Self::Context) {
+        if !self.members.contains(&msg.agent) {
+            return;
+        }
+        if msg.available {
+            self.dispatch(ctx);
+            return;
+        }
+        let offers: Vec<OfferId> = self
+            .live
+            .iter()
+            .filter(|(_, (_, a))| *a == msg.agent)
+            .map(|(o, _)| *o)
+            .collect();
+        for offer in offers {
+            self.settle(
+                offer,
+                OfferStatus::Rescinded,
+                Some(RescindReason::Cancelled),
+                false,
+                ctx,
+            );
+        }
+    }
+}
+
+impl Handler<Dispatch> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Dispatch, ctx: &mut Self::Context) {
+        self.dispatch(ctx);
+    }
+}
+
+/// Stop a queue actor (its settings changed, or it was deleted): its live
+/// offers are cancelled, in the store and to the agents.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopQueue;
+
+impl Handler<StopQueue> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopQueue, ctx: &mut Self::Context) {
+        let offers: Vec<(OfferId, (InteractionId, AgentId))> = self.live.drain().collect();
+        let store = self.store.clone();
+        let hub = self.hub.clone();
+        for (offer, _) in &offers {
+            self.offers.remove(offer);
+        }
+        // Wait for the cancellations to be recorded, then stop: the new
+        // actor re-reads the waiting list from the store.
+        ctx.wait(
+            async move {
+                for (offer, (interaction, agent)) in offers {
+                    if let Ok(Some(_)) = store
+                        .decide_offer(
+                            offer,
+                            OfferStatus::Rescinded,
+                            Some(RescindReason::Cancelled),
+                        )
+                        .await
+                    {
+                        hub.push(
+                            agent,
+                            ServerFrame::OfferRescinded {
+                                offer_id: offer,
+                                interaction_id: interaction,
+                                reason: RescindReason::Cancelled,
+                            },
+                        );
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|(), _act, ctx| ctx.stop()),
+        );
+    }
+}
+
+/// The queue actors, by queue; the offer index; the agent directory.
+#[derive(Clone)]
+pub struct Routing {
+    pub queues: Arc<DashMap<QueueId, Addr<QueueActor>>>,
+    pub offers: OfferIndex,
+    pub directory: Directory,
+}
+
+impl Routing {
+    pub fn new() -> Self {
+        Routing {
+            queues: Arc::new(DashMap::new()),
+            offers: Arc::new(DashMap::new()),
+            directory: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// Start (or restart) the actor of a queue: resolve its members, load
+    /// its round_robin place and its waiting list from the store (recovery:
+    /// every open, unowned interaction is offered again, in order).
+    pub async fn start_queue(
+        &self,
+        store: &Store,
+        hub: &AgentHub,
+        queue: Queue,
+        arbiter: &ArbiterHandle,
+    ) -> Result<(), StoreError> {
+        let agents = store.list_agents().await?;
+        for a in &agents {
+            let mut rt = self.directory.entry(a.id).or_insert(AgentRuntime {
+                available: false,
+                owned: 0,
+                capacity: a.capacity,
+                idle_since_ms: now_ms(),
+            });
+            rt.capacity = a.capacity;
+        }
+        let members: Vec<AgentId> = queue
+            .agents
+            .iter()
+            .filter_map(|u| agents.iter().find(|a| &a.username == u).map(|a| a.id))
+            .collect();
+        let rr_last = store.round_robin_last(queue.id).await?;
+        let waiting = store.waiting_interactions(queue.id).await?;
+        let id = queue.id;
+        let actor = QueueActor::new(
+            queue,
+            members,
+            store.clone(),
+            hub.clone(),
+            self.directory.clone(),
+            self.offers.clone(),
+            rr_last,
+        );
+        let addr = QueueActor::start_in_arbiter(arbiter, |_| actor);
+        if let Some(old) = self.queues.insert(id, addr.clone()) {
+            old.do_send(StopQueue);
+        }
+        for w in waiting {
+            addr.do_send(Enqueue { interaction: w.id });
+        }
+        Ok(())
+    }
+
+    pub fn stop_queue(&self, queue: QueueId) {
+        if let Some((_, addr)) = self.queues.remove(&queue) {
+            addr.do_send(StopQueue);
+        }
+    }
+
+    /// Load the open-interaction counts (capacity) from the store.
+    pub async fn load_owned(&self, store: &Store) -> Result<(), StoreError> {
+        let counts = store.owned_open_counts().await?;
+        for (agent, n) in counts {
+            self.directory
+                .entry(agent)
+                .or_insert(AgentRuntime {
+                    available: false,
+                    owned: 0,
+                    capacity: 0,
+                    idle_since_ms: now_ms(),
+                })
+                .owned = n;
+        }
+        Ok(())
+    }
+
+    pub fn enqueue(&self, queue: QueueId, interaction: InteractionId) {
+        if let Some(q) = self.queues.get(&queue) {
+            q.do_send(Enqueue { interaction });
+        }
+    }
+
+    /// Tell every queue that an agent's availability changed.
+    pub fn agent_changed(&self, agent: AgentId, available: bool, capacity: u32) {
+        {
+            let mut rt = self.directory.entry(agent).or_insert(AgentRuntime {
+                available: false,
+                owned: 0,
+                capacity,
+                idle_since_ms: now_ms(),
+            });
+            if rt.available != available && available {
+                rt.idle_since_ms = now_ms();
+            }
+            rt.available = available;
+            rt.capacity = capacity;
+        }
+        for q in self.queues.iter() {
+            q.value().do_send(AgentChanged { agent, available });
+        }
+    }
+
+    pub fn offer_queue(&self, offer: OfferId) -> Option<Addr<QueueActor>> {
+        self.offers.get(&offer).map(|a| a.clone())
+    }
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Seconds since the epoch, ms precision, for idle clocks.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
