@@ -891,7 +891,7 @@ async fn tail(app: &Mailroom, logs: &LogCounts) -> anyhow::Result<Outcome> {
     }
     let mut j = serde_json::Map::new();
     j.insert("interactions".into(), json!(interactions));
-    j.insert("duplicates".into(), json!(num("duplicates")));
+    j.insert("mailbox_duplicates".into(), json!(num("duplicates")));
     j.insert("quarantined".into(), json!(num("quarantined")));
     j.insert("imap_errors".into(), json!(imap_errors));
     j.insert("log_errors".into(), json!(log.errors));
