@@ -346,6 +346,11 @@ impl Session {
                     .await?
             }
         };
+        // The first batch was announced by the EXISTS (`trigger`); mail in
+        // later batches arrived while we were committing, so it is timed
+        // from the fetch that found it, not from the round's start (which
+        // would overstate its latency under a flood).
+        let mut found = trigger;
         loop {
             let batch = session.fetch_after(last_uid, BATCH).await?;
             if batch.is_empty() {
@@ -353,9 +358,10 @@ impl Session {
             }
             for mail in batch {
                 let uid = mail.uid;
-                self.ingest(info.uid_validity, mail, trigger).await?;
+                self.ingest(info.uid_validity, mail, found).await?;
                 last_uid = uid;
             }
+            found = Instant::now();
         }
         update(&self.status, |s| {
             s.uid_validity = Some(info.uid_validity);
