@@ -166,15 +166,6 @@ pub struct QuarantineEntry {
     pub created_at: DateTime<Utc>,
 }
 
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     /// The account's watermark, if it ever synced.
     pub async fn watermark(&self, account: AccountId) -> StoreResult<Option<Watermark>> {

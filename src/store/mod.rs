@@ -19,6 +19,17 @@
 //! Time is `DateTime<Utc>` everywhere in Rust; SQLite keeps it as integer
 //! milliseconds since the epoch, Postgres as `timestamptz`.
 
+/// Dispatch one method call to the backend. Defined before the submodules
+/// so that `ingest`, `read` and `routing` use this one definition.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
 mod common;
 mod ingest;
 mod mbox;
@@ -94,16 +105,6 @@ impl From<tokio_postgres::Error> for StoreError {
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
-}
-
-/// Dispatch one method call to the backend.
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
-        }
-    };
 }
 
 impl Store {

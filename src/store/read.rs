@@ -6,15 +6,6 @@
 use super::{AttachmentMeta, Contact, Interaction, Store, StoreResult, StoredMessage};
 use crate::domain::{AccountId, AttachmentId, ContactId, InteractionId};
 
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     /// The messages of an interaction, oldest first (by `created_at`, then
     /// id), each with its attachments' metadata. `NotFound` for an unknown

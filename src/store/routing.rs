@@ -68,15 +68,6 @@ pub(crate) fn decidable(status: OfferStatus) -> StoreResult<()> {
     }
 }
 
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
-        }
-    };
-}
-
 impl Store {
     /// Record offers of an interaction to these agents (one transaction).
     /// An agent already holding a live offer for it is skipped.
