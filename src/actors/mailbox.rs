@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use utoipa::ToSchema;
 
 use crate::actors::agent::AgentHub;
+use crate::actors::queue::Origin;
 use crate::domain::threading::{MessageIdSigner, reply_refs};
 use crate::domain::{AccountId, InteractionId};
 use crate::mail::imap::{FetchedMail, IdleOutcome, IdleStop, ImapConfig, ImapError, ImapSession};
@@ -474,7 +475,7 @@ impl Session {
                     self.attempts.remove(&position);
                     metrics::histogram!(crate::metrics::INGEST_LATENCY, "account" => key.clone())
                         .record(trigger.elapsed().as_secs_f64());
-                    self.after_commit(outcome);
+                    self.after_commit(outcome, trigger);
                     return Ok(());
                 }
                 Err(e @ (StoreError::Invalid(_) | StoreError::Conflict(_))) => {
@@ -527,7 +528,7 @@ impl Session {
     }
 
     /// Persist, then announce (invariant 3): this runs only after the commit.
-    fn after_commit(&mut self, outcome: IngestOutcome) {
+    fn after_commit(&mut self, outcome: IngestOutcome, seen: Instant) {
         let key = self.account.key.clone();
         let label = match &outcome {
             IngestOutcome::Duplicate { .. } => "duplicate",
@@ -552,7 +553,13 @@ impl Session {
             | IngestOutcome::Continued { interaction, .. } => {
                 info!(account = %key, interaction = %interaction.id, kind = label, "new interaction");
                 if let Some(routing) = &self.deps.routing {
-                    routing.enqueue(interaction.queue, interaction.id);
+                    // `seen` (the EXISTS, or the fetch that found the mail)
+                    // travels with it, so routing can time EXISTS → offer.
+                    routing.enqueue_with(
+                        interaction.queue,
+                        interaction.id,
+                        Origin::Arrival { seen: Some(seen) },
+                    );
                 }
             }
             IngestOutcome::Appended {

@@ -46,11 +46,51 @@ pub type Directory = Arc<DashMap<AgentId, AgentRuntime>>;
 /// Which queue holds a live offer: sessions route accept/reject by it.
 pub type OfferIndex = Arc<DashMap<OfferId, Addr<QueueActor>>>;
 
+/// Why an interaction enters a queue.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin {
+    /// New mail. `seen` is when the mailbox learnt of it (the EXISTS, or the
+    /// fetch that found it): the start of `mailroom_exists_to_offer_seconds`.
+    Arrival { seen: Option<Instant> },
+    /// Re-read from the store (start, or the queue's settings changed).
+    Recovery,
+    /// Transferred here. The agent who gave it away is left out of the first
+    /// round (they just passed it on), and the sticky agent does not apply.
+    Transfer { from: Option<AgentId> },
+}
+
 /// Put an interaction on the waiting list (new mail, transfer, recovery).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
 pub struct Enqueue {
     pub interaction: InteractionId,
+    pub origin: Origin,
+}
+
+/// The interaction left this queue (transferred, assigned directly, or
+/// closed): forget it, and tell the agents holding its offers (the store has
+/// already rescinded them in the same transaction as the move).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    pub interaction: InteractionId,
+    pub reason: RescindReason,
+}
+
+/// What a supervisor sees of a queue.
+#[derive(Message)]
+#[rtype(result = "QueueSnapshot")]
+pub struct Snapshot;
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueSnapshot {
+    pub members: Vec<AgentId>,
+    /// In the queue with no live offer.
+    pub waiting: usize,
+    /// In the queue with at least one live offer out.
+    pub offered: usize,
+    /// Age of the oldest interaction in the queue (since it entered this queue).
+    pub oldest_wait_secs: Option<f64>,
 }
 
 /// An agent accepted an offer. Answers with the interaction id, or why not.
@@ -113,6 +153,9 @@ struct Waiting {
     id: InteractionId,
     enqueued: Instant,
     summary: Summary,
+    /// When the mailbox learnt of the mail (new mail only), until its
+    /// first offer is written.
+    seen: Option<Instant>,
     sticky: Option<(AgentId, Instant)>,
     excluded: HashSet<AgentId>,
     /// Live offers: agent → offer.
@@ -304,8 +347,15 @@ impl QueueActor {
             }
             .into_actor(self)
             .map(move |res, act, ctx| {
-                let Some(key) = act.keys.get(&interaction).copied() else { return };
-                let Some(w) = act.waiting.get_mut(&key) else { return };
+                let Some(w) = act.keys.get(&interaction).copied().and_then(|k| act.waiting.get_mut(&k)) else {
+                    // It left the queue while its offers were being recorded
+                    // (transferred, closed): withdraw them in the store too,
+                    // unannounced, so no row stays `offered`.
+                    if let Ok(rows) = res {
+                        act.withdraw_unannounced(rows, ctx);
+                    }
+                    return;
+                };
                 for a in &agents {
                     w.pending.remove(a);
                 }
@@ -332,6 +382,9 @@ impl QueueActor {
                     act.offers.insert(row.id, addr.clone());
                     metrics::counter!(crate::metrics::OFFERS, "outcome" => "offered").increment(1);
                     metrics::histogram!(crate::metrics::OFFER_LATENCY).record(w.enqueued.elapsed().as_secs_f64());
+                    if let Some(seen) = w.seen.take() {
+                        metrics::histogram!(crate::metrics::EXISTS_TO_OFFER).record(seen.elapsed().as_secs_f64());
+                    }
                     act.hub.push(
                         row.agent,
                         ServerFrame::Offer {
@@ -362,6 +415,23 @@ impl QueueActor {
             w.live.remove(&entry.1);
         }
         Some(entry)
+    }
+
+    fn withdraw_unannounced(&mut self, rows: Vec<crate::store::OfferRow>, ctx: &mut Context<Self>) {
+        if rows.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                for row in rows {
+                    let _ = store
+                        .decide_offer(row.id, OfferStatus::Rescinded, Some(RescindReason::Cancelled))
+                        .await;
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn remove_waiting(&mut self, interaction: InteractionId) {
@@ -436,8 +506,18 @@ impl Handler<Enqueue> for QueueActor {
             return;
         }
         let store = self.store.clone();
-        let sticky_secs = self.queue.sticky_secs;
+        // A transfer is not a new thread from the contact: no sticky agent
+        // (it would usually be the agent who just gave it away).
+        let sticky_secs = match msg.origin {
+            Origin::Transfer { .. } => 0,
+            _ => self.queue.sticky_secs,
+        };
         let id = msg.interaction;
+        let (seen, passed_on_by) = match msg.origin {
+            Origin::Arrival { seen } => (seen, None),
+            Origin::Recovery => (None, None),
+            Origin::Transfer { from } => (None, from),
+        };
         // Read what the offer frame shows (and the sticky agent), then insert.
         ctx.spawn(
             async move {
@@ -478,8 +558,9 @@ impl Handler<Enqueue> for QueueActor {
                     id,
                     enqueued: now,
                     summary: Summary { subject: interaction.subject.clone(), from, preview, account: account.key },
+                    seen,
                     sticky: sticky.map(|a| (a, now + Duration::from_secs(u64::from(sticky_secs)))),
-                    excluded: HashSet::new(),
+                    excluded: passed_on_by.into_iter().collect(),
                     live: HashMap::new(),
                     pending: HashSet::new(),
                     retry_at: None,
@@ -549,6 +630,7 @@ impl Handler<Accept> for QueueActor {
                     act.missed.remove(&msg.agent);
                     if let Some(mut rt) = act.directory.get_mut(&msg.agent) {
                         rt.owned += 1;
+                        rt.idle_since_ms = now_ms();
                     }
                     act.hub.push(msg.agent, ServerFrame::Assigned { interaction_id: interaction.id, via: AssignedVia::Accept });
                     info!(queue = %act.queue.name, interaction = %interaction.id, agent = %msg.agent, "assigned");
@@ -633,6 +715,56 @@ impl Handler<AgentChanged> for QueueActor {
                 ctx,
             );
         }
+    }
+}
+
+impl Handler<Withdraw> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Withdraw, ctx: &mut Self::Context) {
+        let offers: Vec<(OfferId, AgentId)> = self
+            .live
+            .iter()
+            .filter(|(_, (i, _))| *i == msg.interaction)
+            .map(|(o, (_, a))| (*o, *a))
+            .collect();
+        for (offer, agent) in offers {
+            self.forget(offer);
+            metrics::counter!(crate::metrics::OFFERS, "outcome" => msg.reason.as_str()).increment(1);
+            self.hub.push(
+                agent,
+                ServerFrame::OfferRescinded {
+                    offer_id: offer,
+                    interaction_id: msg.interaction,
+                    reason: msg.reason,
+                },
+            );
+        }
+        if self.keys.contains_key(&msg.interaction) {
+            self.remove_waiting(msg.interaction);
+            // Agents whose offers were withdrawn are free for the next one.
+            self.dispatch(ctx);
+        }
+    }
+}
+
+impl Handler<Snapshot> for QueueActor {
+    type Result = MessageResult<Snapshot>;
+
+    fn handle(&mut self, _msg: Snapshot, _ctx: &mut Self::Context) -> Self::Result {
+        let offered = self.waiting.values().filter(|w| !w.live.is_empty()).count();
+        let oldest = self
+            .waiting
+            .values()
+            .map(|w| w.enqueued)
+            .min()
+            .map(|t| t.elapsed().as_secs_f64());
+        MessageResult(QueueSnapshot {
+            members: self.members.clone(),
+            waiting: self.waiting.len() - offered,
+            offered,
+            oldest_wait_secs: oldest,
+        })
     }
 }
 
@@ -749,7 +881,10 @@ impl Routing {
             old.do_send(StopQueue);
         }
         for w in waiting {
-            addr.do_send(Enqueue { interaction: w.id });
+            addr.do_send(Enqueue {
+                interaction: w.id,
+                origin: Origin::Recovery,
+            });
         }
         Ok(())
     }
@@ -777,10 +912,52 @@ impl Routing {
         Ok(())
     }
 
+    /// Hand a new interaction to its queue.
     pub fn enqueue(&self, queue: QueueId, interaction: InteractionId) {
+        self.enqueue_with(queue, interaction, Origin::Arrival { seen: None });
+    }
+
+    pub fn enqueue_with(&self, queue: QueueId, interaction: InteractionId, origin: Origin) {
         if let Some(q) = self.queues.get(&queue) {
-            q.do_send(Enqueue { interaction });
+            q.do_send(Enqueue {
+                interaction,
+                origin,
+            });
         }
+    }
+
+    /// The interaction left `queue` (moved, assigned directly, closed).
+    pub fn withdraw(&self, queue: QueueId, interaction: InteractionId, reason: RescindReason) {
+        if let Some(q) = self.queues.get(&queue) {
+            q.do_send(Withdraw {
+                interaction,
+                reason,
+            });
+        }
+    }
+
+    /// An agent's count of owned open interactions changed by `delta`
+    /// (assigned by transfer: +1; closed or transferred away: -1). A freed
+    /// slot is offered at once.
+    pub fn owned_changed(&self, agent: AgentId, delta: i32) {
+        if let Some(mut rt) = self.directory.get_mut(&agent) {
+            rt.owned = rt.owned.saturating_add_signed(delta);
+            if delta > 0 {
+                // New work: the idle clock (longest_idle) restarts.
+                rt.idle_since_ms = now_ms();
+            }
+        }
+        if delta < 0 {
+            for q in self.queues.iter() {
+                q.value().do_send(Dispatch);
+            }
+        }
+    }
+
+    /// A queue's live picture, or `None` when it has no actor here.
+    pub async fn snapshot(&self, queue: QueueId) -> Option<QueueSnapshot> {
+        let addr = self.queues.get(&queue).map(|q| q.clone())?;
+        addr.send(Snapshot).await.ok()
     }
 
     /// Tell every queue that an agent's availability changed.
