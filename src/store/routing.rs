@@ -47,6 +47,35 @@ pub enum AcceptOutcome {
     Gone,
 }
 
+/// Where a transfer sends an interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// Back to waiting in this queue: owner cleared, unread.
+    Queue(QueueId),
+    /// Straight to this agent (the caller has checked they are online and
+    /// not paused; the store checks capacity).
+    Agent(AgentId),
+}
+
+/// The result of [`Store::transfer`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransferOutcome {
+    Moved {
+        interaction: Interaction,
+        previous_owner: Option<AgentId>,
+        previous_queue: QueueId,
+        /// Live offers of the interaction, rescinded (`cancelled`) by the move.
+        rescinded: Vec<OfferRow>,
+    },
+    /// The interaction is not at `expected_version` any more (someone else
+    /// moved, took or closed it), or is closed: nothing changed.
+    Changed(Interaction),
+    /// The target agent already owns as many open interactions as their
+    /// capacity allows.
+    OverCapacity,
+}
+
 /// An interaction waiting in a queue, in the order it is to be offered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitingInteraction {
@@ -126,6 +155,21 @@ impl Store {
         except: InteractionId,
     ) -> StoreResult<Option<AgentId>> {
         dispatch!(self.last_agent_of_contact(contact, except))
+    }
+
+    /// Move an open interaction to a queue or an agent, if it is still at
+    /// `expected_version` (the version the caller checked its rights on),
+    /// in one transaction that also rescinds its live offers. For an agent,
+    /// their open interactions are counted in the same transaction (their
+    /// agent row locked on Postgres), so two transfers cannot both take an
+    /// agent's last free slot.
+    pub async fn transfer(
+        &self,
+        id: InteractionId,
+        expected_version: i64,
+        target: TransferTarget,
+    ) -> StoreResult<TransferOutcome> {
+        dispatch!(self.transfer(id, expected_version, target))
     }
 
     /// Remember round_robin's place (survives restarts).

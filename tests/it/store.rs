@@ -291,6 +291,11 @@ macro_rules! contract_for {
                 cancel_live_offers_rescinds_every_live_offer,
                 owned_open_counts_count_open_interactions_per_owner,
                 round_robin_place_survives_a_new_store_handle,
+                transfer_to_a_queue_clears_the_owner_and_marks_unread,
+                transfer_to_an_agent_assigns_and_rescinds_live_offers,
+                transfer_needs_the_expected_version_and_an_open_interaction,
+                transfer_to_an_agent_respects_capacity,
+                closing_rescinds_live_offers,
             ],
             with_db: [migrate_twice_is_a_no_op],
             with_backdoor: [
@@ -308,6 +313,7 @@ macro_rules! contract_for {
                 twenty_concurrent_ingests_of_one_mail_at_many_positions_create_one_interaction,
                 concurrent_replies_to_a_closed_thread_make_one_thread_2,
                 fifty_concurrent_accepts_have_exactly_one_winner,
+                concurrent_transfers_never_exceed_capacity,
             ],
         );
     };

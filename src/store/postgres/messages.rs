@@ -234,6 +234,8 @@ impl PgStore {
         let closed = interaction_row(&row)?;
         let stmt = tx.prepare_cached(DELETE_DRAFT).await?;
         tx.execute(&stmt, &[&id.0]).await?;
+        // A closed interaction is offered to nobody.
+        super::routing::rescind_live(&tx, id).await?;
         tx.commit().await?;
         Ok(closed)
     }

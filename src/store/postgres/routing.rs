@@ -15,11 +15,15 @@ use tokio_postgres::Row;
 use super::interactions::{interaction_cols, interaction_row};
 use super::{PgStore, name};
 use crate::domain::{
-    AgentId, ContactId, InteractionId, OfferId, OfferStatus, QueueId, RescindReason,
+    AgentId, ContactId, InteractionId, InteractionStatus, OfferId, OfferStatus, QueueId,
+    RescindReason,
 };
 use crate::store::common;
 use crate::store::routing::decidable;
-use crate::store::{AcceptOutcome, OfferRow, StoreError, StoreResult, WaitingInteraction};
+use crate::store::{
+    AcceptOutcome, OfferRow, StoreError, StoreResult, TransferOutcome, TransferTarget,
+    WaitingInteraction,
+};
 
 /// The columns [`offer_row`] reads.
 macro_rules! offer_cols {
@@ -33,8 +37,10 @@ macro_rules! offer_cols {
 // concurrent claim (which takes the row's update lock) wait until these
 // offers are committed, so the accept then rescinds them as well; and a
 // claim that came first makes this wait, then read the owner it committed.
-const OFFERABLE: &str =
-    "SELECT owner_id IS NULL AND status = 'open' FROM interactions WHERE id = $1 FOR SHARE";
+// It must also still be in the queue making the offer (a transfer may have
+// moved it).
+const OFFERABLE: &str = "SELECT owner_id IS NULL AND status = 'open' AND queue_id = $2
+     FROM interactions WHERE id = $1 FOR SHARE";
 
 // One statement for all agents (ring_all may offer to hundreds at once). The
 // partial unique index `offers_live` allows one live offer per agent and
@@ -109,6 +115,48 @@ const LAST_AGENT: &str = "SELECT COALESCE(owner_id, first_agent_id) FROM interac
      WHERE contact_id = $1 AND id <> $2 AND COALESCE(owner_id, first_agent_id) IS NOT NULL
      ORDER BY updated_at DESC, id DESC
      LIMIT 1";
+
+// The interaction row first (lock order above).
+const CURRENT: &str = concat!(
+    "SELECT ",
+    interaction_cols!(),
+    " FROM interactions WHERE id = $1 FOR UPDATE"
+);
+
+const QUEUE_EXISTS: &str = "SELECT 1 FROM queues WHERE id = $1 AND deleted_at IS NULL";
+
+// The agent row is locked so that two transfers to one agent count their
+// open interactions one after the other (each statement of READ COMMITTED
+// sees what the other committed once it holds the lock).
+const CAPACITY: &str =
+    "SELECT capacity FROM agents WHERE id = $1 AND deleted_at IS NULL FOR UPDATE";
+
+const OWNED_BY: &str = "SELECT count(*) FROM interactions WHERE owner_id = $1 AND status = 'open'";
+
+const TO_QUEUE: &str = concat!(
+    "UPDATE interactions SET owner_id = NULL, queue_id = $2, unread = true, enqueued_at = $3,
+         updated_at = $3, version = version + 1
+     WHERE id = $1
+     RETURNING ",
+    interaction_cols!()
+);
+
+const TO_AGENT: &str = concat!(
+    "UPDATE interactions SET owner_id = $2, first_agent_id = COALESCE(first_agent_id, $2),
+         unread = true, updated_at = $3, version = version + 1
+     WHERE id = $1
+     RETURNING ",
+    interaction_cols!()
+);
+
+const RESCIND_ALL: &str = concat!(
+    "UPDATE offers SET status = 'rescinded', reason = 'cancelled', decided_at = $2
+     WHERE interaction_id = $1 AND status = 'offered'
+       AND id IN (SELECT id FROM offers WHERE interaction_id = $1 AND status = 'offered'
+                  ORDER BY id FOR UPDATE)
+     RETURNING ",
+    offer_cols!()
+);
 
 const SET_RR: &str = "UPDATE queues SET rr_last_agent_id = $2 WHERE id = $1 AND deleted_at IS NULL";
 
@@ -191,7 +239,92 @@ async fn accept(
     }))
 }
 
+/// The transfer inside its transaction (see [`Store::transfer`]). Anything
+/// but `Moved` is rolled back by the caller.
+async fn transfer(
+    tx: &Transaction<'_>,
+    id: InteractionId,
+    expected_version: i64,
+    target: TransferTarget,
+) -> StoreResult<TransferOutcome> {
+    let now = common::now();
+    let stmt = tx.prepare_cached(CURRENT).await?;
+    let current = tx
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .ok_or(StoreError::NotFound("interaction"))?;
+    let current = interaction_row(&current)?;
+    if current.version != expected_version || current.status != InteractionStatus::Open {
+        return Ok(TransferOutcome::Changed(current));
+    }
+    let moved = match target {
+        TransferTarget::Queue(queue) => {
+            let stmt = tx.prepare_cached(QUEUE_EXISTS).await?;
+            tx.query_opt(&stmt, &[&queue.0])
+                .await?
+                .ok_or(StoreError::NotFound("queue"))?;
+            let stmt = tx.prepare_cached(TO_QUEUE).await?;
+            tx.query_one(&stmt, &[&id.0, &queue.0, &now]).await?
+        }
+        TransferTarget::Agent(agent) => {
+            if current.owner == Some(agent) {
+                return Err(StoreError::Invalid(
+                    "the interaction is already theirs".into(),
+                ));
+            }
+            let stmt = tx.prepare_cached(CAPACITY).await?;
+            let capacity: i32 = tx
+                .query_opt(&stmt, &[&agent.0])
+                .await?
+                .ok_or(StoreError::NotFound("agent"))?
+                .try_get(0)?;
+            let stmt = tx.prepare_cached(OWNED_BY).await?;
+            let owned: i64 = tx.query_one(&stmt, &[&agent.0]).await?.try_get(0)?;
+            if owned >= i64::from(capacity) {
+                return Ok(TransferOutcome::OverCapacity);
+            }
+            let stmt = tx.prepare_cached(TO_AGENT).await?;
+            tx.query_one(&stmt, &[&id.0, &agent.0, &now]).await?
+        }
+    };
+    Ok(TransferOutcome::Moved {
+        interaction: interaction_row(&moved)?,
+        previous_owner: current.owner,
+        previous_queue: current.queue,
+        rescinded: rescind_live(tx, id).await?,
+    })
+}
+
+/// Rescind (`cancelled`) every live offer of an interaction that leaves its
+/// queue (transfer, close), inside the caller's transaction, after the
+/// interaction row was locked (lock order above).
+pub(super) async fn rescind_live(
+    tx: &Transaction<'_>,
+    id: InteractionId,
+) -> StoreResult<Vec<OfferRow>> {
+    let stmt = tx.prepare_cached(RESCIND_ALL).await?;
+    let rows = tx.query(&stmt, &[&id.0, &common::now()]).await?;
+    by_id(&rows)
+}
+
 impl PgStore {
+    pub async fn transfer(
+        &self,
+        id: InteractionId,
+        expected_version: i64,
+        target: TransferTarget,
+    ) -> StoreResult<TransferOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let outcome = transfer(&tx, id, expected_version, target).await?;
+        if matches!(outcome, TransferOutcome::Moved { .. }) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+
     pub async fn create_offers(
         &self,
         interaction: InteractionId,
@@ -205,7 +338,7 @@ impl PgStore {
         let tx = client.transaction().await?;
         let stmt = tx.prepare_cached(OFFERABLE).await?;
         let offerable: bool = tx
-            .query_opt(&stmt, &[&interaction.0])
+            .query_opt(&stmt, &[&interaction.0, &queue.0])
             .await?
             .ok_or(StoreError::NotFound("interaction"))?
             .try_get(0)?;

@@ -217,6 +217,8 @@ impl SqliteStore {
                 return Err(already_closed());
             };
             tx.prepare_cached(DELETE_DRAFT)?.execute([id.0])?;
+            // A closed interaction is offered to nobody.
+            super::routing::rescind_live(tx, id)?;
             Ok(closed)
         })
         .await

@@ -14,11 +14,15 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::interactions::{interaction_cols, interaction_row};
 use super::{Millis, Name, SqliteStore, ms};
 use crate::domain::{
-    AgentId, ContactId, InteractionId, OfferId, OfferStatus, QueueId, RescindReason,
+    AgentId, ContactId, InteractionId, InteractionStatus, OfferId, OfferStatus, QueueId,
+    RescindReason,
 };
 use crate::store::common;
 use crate::store::routing::decidable;
-use crate::store::{AcceptOutcome, OfferRow, StoreError, StoreResult, WaitingInteraction};
+use crate::store::{
+    AcceptOutcome, OfferRow, StoreError, StoreResult, TransferOutcome, TransferTarget,
+    WaitingInteraction,
+};
 
 /// The columns [`offer_row`] reads.
 macro_rules! offer_cols {
@@ -28,8 +32,9 @@ macro_rules! offer_cols {
 }
 
 /// Whether new offers may be made: the interaction is open and unowned.
+/// ... and still in the queue making the offer (a transfer may have moved it).
 const OFFERABLE: &str =
-    "SELECT owner_id IS NULL AND status = 'open' FROM interactions WHERE id = ?1";
+    "SELECT owner_id IS NULL AND status = 'open' AND queue_id = ?2 FROM interactions WHERE id = ?1";
 
 // The partial unique index `offers_live` allows one live offer per agent and
 // interaction; an agent who already holds one is skipped (no row returned).
@@ -93,6 +98,41 @@ const LAST_AGENT: &str = "SELECT COALESCE(owner_id, first_agent_id) FROM interac
      ORDER BY updated_at DESC, id DESC
      LIMIT 1";
 
+const CURRENT: &str = concat!(
+    "SELECT ",
+    interaction_cols!(),
+    " FROM interactions WHERE id = ?1"
+);
+
+const QUEUE_EXISTS: &str = "SELECT 1 FROM queues WHERE id = ?1 AND deleted_at IS NULL";
+
+const CAPACITY: &str = "SELECT capacity FROM agents WHERE id = ?1 AND deleted_at IS NULL";
+
+const OWNED_BY: &str = "SELECT count(*) FROM interactions WHERE owner_id = ?1 AND status = 'open'";
+
+const TO_QUEUE: &str = concat!(
+    "UPDATE interactions SET owner_id = NULL, queue_id = ?2, unread = 1, enqueued_at = ?3,
+         updated_at = ?3, version = version + 1
+     WHERE id = ?1
+     RETURNING ",
+    interaction_cols!()
+);
+
+const TO_AGENT: &str = concat!(
+    "UPDATE interactions SET owner_id = ?2, first_agent_id = COALESCE(first_agent_id, ?2),
+         unread = 1, updated_at = ?3, version = version + 1
+     WHERE id = ?1
+     RETURNING ",
+    interaction_cols!()
+);
+
+const RESCIND_ALL: &str = concat!(
+    "UPDATE offers SET status = 'rescinded', reason = 'cancelled', decided_at = ?2
+     WHERE interaction_id = ?1 AND status = 'offered'
+     RETURNING ",
+    offer_cols!()
+);
+
 const SET_RR: &str = "UPDATE queues SET rr_last_agent_id = ?2 WHERE id = ?1 AND deleted_at IS NULL";
 
 const GET_RR: &str = "SELECT rr_last_agent_id FROM queues WHERE id = ?1 AND deleted_at IS NULL";
@@ -149,6 +189,70 @@ fn accept(tx: &Transaction<'_>, offer: OfferId, agent: AgentId) -> StoreResult<A
     })
 }
 
+/// The transfer, inside the writer's transaction (see [`Store::transfer`]).
+fn transfer(
+    tx: &Transaction<'_>,
+    id: InteractionId,
+    expected_version: i64,
+    target: TransferTarget,
+) -> StoreResult<TransferOutcome> {
+    let now = ms(common::now());
+    let current = tx
+        .prepare_cached(CURRENT)?
+        .query_row([id.0], interaction_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("interaction"))?;
+    if current.version != expected_version || current.status != InteractionStatus::Open {
+        return Ok(TransferOutcome::Changed(current));
+    }
+    let moved = match target {
+        TransferTarget::Queue(queue) => {
+            tx.prepare_cached(QUEUE_EXISTS)?
+                .query_row([queue.0], |_| Ok(()))
+                .optional()?
+                .ok_or(StoreError::NotFound("queue"))?;
+            tx.prepare_cached(TO_QUEUE)?
+                .query_row(params![id.0, queue.0, now], interaction_row)?
+        }
+        TransferTarget::Agent(agent) => {
+            if current.owner == Some(agent) {
+                return Err(StoreError::Invalid(
+                    "the interaction is already theirs".into(),
+                ));
+            }
+            let capacity: i64 = tx
+                .prepare_cached(CAPACITY)?
+                .query_row([agent.0], |r| r.get(0))
+                .optional()?
+                .ok_or(StoreError::NotFound("agent"))?;
+            let owned: i64 = tx
+                .prepare_cached(OWNED_BY)?
+                .query_row([agent.0], |r| r.get(0))?;
+            if owned >= capacity {
+                return Ok(TransferOutcome::OverCapacity);
+            }
+            tx.prepare_cached(TO_AGENT)?
+                .query_row(params![id.0, agent.0, now], interaction_row)?
+        }
+    };
+    Ok(TransferOutcome::Moved {
+        interaction: moved,
+        previous_owner: current.owner,
+        previous_queue: current.queue,
+        rescinded: rescind_live(tx, id)?,
+    })
+}
+
+/// Rescind (`cancelled`) every live offer of an interaction that leaves its
+/// queue (transfer, close), inside the caller's transaction.
+pub(super) fn rescind_live(tx: &Transaction<'_>, id: InteractionId) -> StoreResult<Vec<OfferRow>> {
+    let rows = tx
+        .prepare_cached(RESCIND_ALL)?
+        .query_map(params![id.0, ms(common::now())], offer_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(by_id(rows))
+}
+
 /// Offers in the order they were made.
 fn by_id(mut rows: Vec<OfferRow>) -> Vec<OfferRow> {
     rows.sort_by_key(|r| r.id);
@@ -172,7 +276,7 @@ impl SqliteStore {
             // between (the Postgres twin locks the row for the same reason).
             let offerable: bool = tx
                 .prepare_cached(OFFERABLE)?
-                .query_row([interaction.0], |r| r.get(0))
+                .query_row([interaction.0, queue.0], |r| r.get(0))
                 .optional()?
                 .ok_or(StoreError::NotFound("interaction"))?;
             if !offerable {
@@ -291,6 +395,16 @@ impl SqliteStore {
             Ok(agent.map(AgentId))
         })
         .await
+    }
+
+    pub async fn transfer(
+        &self,
+        id: InteractionId,
+        expected_version: i64,
+        target: TransferTarget,
+    ) -> StoreResult<TransferOutcome> {
+        self.write(move |tx| transfer(tx, id, expected_version, target))
+            .await
     }
 
     pub async fn set_round_robin_last(&self, queue: QueueId, agent: AgentId) -> StoreResult<()> {

@@ -6,8 +6,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use mailroom::domain::{AgentId, InteractionId, QueueId};
 use mailroom::domain::{ContactId, OfferId, OfferStatus, RescindReason};
-use mailroom::store::{AcceptOutcome, OfferRow};
+use mailroom::store::{AcceptOutcome, OfferRow, TransferOutcome, TransferTarget};
 
 use super::*;
 
@@ -704,4 +705,261 @@ pub(super) async fn round_robin_place_survives_a_new_store_handle(store: &Store)
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(second.round_robin_last(queue.id).await.unwrap(), Some(bob));
+}
+
+// ---- transfer ---------------------------------------------------------------------------
+
+#[track_caller]
+fn moved(outcome: TransferOutcome) -> (Interaction, Option<AgentId>, QueueId, Vec<OfferRow>) {
+    match outcome {
+        TransferOutcome::Moved {
+            interaction,
+            previous_owner,
+            previous_queue,
+            rescinded,
+        } => (interaction, previous_owner, previous_queue, rescinded),
+        other => panic!("expected Moved, got {other:?}"),
+    }
+}
+
+pub(super) async fn transfer_to_a_queue_clears_the_owner_and_marks_unread(store: &Store) {
+    let [alice] = agents(store, &["alice"]).await[..] else {
+        unreachable!()
+    };
+    let open = interaction(store).await;
+    let other_queue = store
+        .upsert_queue(queue_spec("billing", &[]))
+        .await
+        .expect("queue");
+    let owned = match store.claim(open.id, alice, open.version).await.unwrap() {
+        ClaimOutcome::Won(i) => i,
+        lost => panic!("{lost:?}"),
+    };
+    let (after, previous_owner, previous_queue, rescinded) = moved(
+        store
+            .transfer(
+                owned.id,
+                owned.version,
+                TransferTarget::Queue(other_queue.id),
+            )
+            .await
+            .expect("transfer"),
+    );
+    assert_eq!(previous_owner, Some(alice));
+    assert_eq!(previous_queue, open.queue);
+    assert!(rescinded.is_empty());
+    assert_eq!(after.owner, None);
+    assert_eq!(after.queue, other_queue.id);
+    assert!(after.unread);
+    assert_eq!(after.first_agent, Some(alice), "first agent is history");
+    assert!(after.version > owned.version);
+    assert_eq!(store.interaction(open.id).await.unwrap(), after);
+    // It waits in the new queue, not the old one.
+    let waiting: Vec<_> = store
+        .waiting_interactions(other_queue.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(waiting, vec![open.id]);
+    assert!(
+        store
+            .waiting_interactions(open.queue)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The old queue can make no offer for it any more; the new one can.
+    assert!(offer(store, &open, &[alice]).await.is_empty());
+    assert_eq!(offer(store, &after, &[alice]).await.len(), 1);
+}
+
+pub(super) async fn transfer_to_an_agent_assigns_and_rescinds_live_offers(store: &Store) {
+    let [alice, bob, carol] = agents(store, &["alice", "bob", "carol"]).await[..] else {
+        unreachable!()
+    };
+    let open = interaction(store).await;
+    let live = offer(store, &open, &[alice, bob]).await;
+    let (after, previous_owner, _, rescinded) = moved(
+        store
+            .transfer(open.id, open.version, TransferTarget::Agent(carol))
+            .await
+            .expect("transfer"),
+    );
+    assert_eq!(previous_owner, None);
+    assert_eq!(after.owner, Some(carol));
+    assert_eq!(after.first_agent, Some(carol));
+    assert!(after.unread);
+    assert_eq!(
+        rescinded.iter().map(|r| r.id).collect::<Vec<_>>(),
+        live.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    assert!(
+        rescinded
+            .iter()
+            .all(|r| r.status == OfferStatus::Rescinded
+                && r.reason == Some(RescindReason::Cancelled))
+    );
+    // A late accept of a rescinded offer finds it gone.
+    assert_eq!(
+        store.accept_offer(live[0].id, alice).await.unwrap(),
+        AcceptOutcome::Gone
+    );
+    assert_eq!(store.interaction(open.id).await.unwrap().owner, Some(carol));
+    // Transferring to the owner is refused.
+    assert_invalid(
+        store
+            .transfer(after.id, after.version, TransferTarget::Agent(carol))
+            .await,
+        "already",
+    );
+}
+
+pub(super) async fn transfer_needs_the_expected_version_and_an_open_interaction(store: &Store) {
+    let [alice, bob] = agents(store, &["alice", "bob"]).await[..] else {
+        unreachable!()
+    };
+    let open = interaction(store).await;
+    let claimed = match store.claim(open.id, alice, open.version).await.unwrap() {
+        ClaimOutcome::Won(i) => i,
+        lost => panic!("{lost:?}"),
+    };
+    // Checked against the version before the claim: refused, unchanged.
+    match store
+        .transfer(open.id, open.version, TransferTarget::Agent(bob))
+        .await
+        .unwrap()
+    {
+        TransferOutcome::Changed(now) => assert_eq!(now, claimed),
+        other => panic!("{other:?}"),
+    }
+    let closed = store
+        .close_interaction(open.id, InteractionStatus::Closed, None)
+        .await
+        .unwrap();
+    match store
+        .transfer(open.id, closed.version, TransferTarget::Queue(open.queue))
+        .await
+        .unwrap()
+    {
+        TransferOutcome::Changed(now) => assert_eq!(now.status, InteractionStatus::Closed),
+        other => panic!("{other:?}"),
+    }
+    assert_not_found(
+        store
+            .transfer(InteractionId(999_999), 1, TransferTarget::Queue(open.queue))
+            .await,
+        "interaction",
+    );
+    let fresh = another(store, &open, 0).await;
+    assert_not_found(
+        store
+            .transfer(
+                fresh.id,
+                fresh.version,
+                TransferTarget::Queue(QueueId(999_999)),
+            )
+            .await,
+        "queue",
+    );
+    assert_not_found(
+        store
+            .transfer(
+                fresh.id,
+                fresh.version,
+                TransferTarget::Agent(AgentId(999_999)),
+            )
+            .await,
+        "agent",
+    );
+}
+
+pub(super) async fn transfer_to_an_agent_respects_capacity(store: &Store) {
+    let mut spec = agent_spec("solo");
+    spec.capacity = 1;
+    let solo = store.upsert_agent(spec).await.unwrap().id;
+    let first = interaction(store).await;
+    let second = another(store, &first, 0).await;
+    moved(
+        store
+            .transfer(first.id, first.version, TransferTarget::Agent(solo))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store
+            .transfer(second.id, second.version, TransferTarget::Agent(solo))
+            .await
+            .unwrap(),
+        TransferOutcome::OverCapacity
+    );
+    assert_eq!(store.interaction(second.id).await.unwrap().owner, None);
+    // Closing the first frees the slot.
+    store
+        .close_interaction(first.id, InteractionStatus::Closed, None)
+        .await
+        .unwrap();
+    let (after, ..) = moved(
+        store
+            .transfer(second.id, second.version, TransferTarget::Agent(solo))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(after.owner, Some(solo));
+}
+
+/// Ten transfers of ten interactions to one agent with three free slots, at
+/// once: exactly three succeed.
+pub(super) async fn concurrent_transfers_never_exceed_capacity(store: &Store) {
+    let mut spec = agent_spec("trio");
+    spec.capacity = 3;
+    let trio = store.upsert_agent(spec).await.unwrap().id;
+    let first = interaction(store).await;
+    let mut all = vec![first.clone()];
+    for _ in 0..9 {
+        all.push(another(store, &first, 0).await);
+    }
+    let store = Arc::new(store.clone());
+    let tasks: Vec<_> = all
+        .iter()
+        .map(|i| {
+            let store = store.clone();
+            let (id, version) = (i.id, i.version);
+            tokio::spawn(async move {
+                store
+                    .transfer(id, version, TransferTarget::Agent(trio))
+                    .await
+                    .expect("transfer")
+            })
+        })
+        .collect();
+    let mut moved_n = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            TransferOutcome::Moved { .. } => moved_n += 1,
+            TransferOutcome::OverCapacity => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(moved_n, 3);
+    assert_eq!(
+        store.owned_open_counts().await.unwrap().get(&trio),
+        Some(&3)
+    );
+}
+
+pub(super) async fn closing_rescinds_live_offers(store: &Store) {
+    let [alice, bob] = agents(store, &["alice", "bob"]).await[..] else {
+        unreachable!()
+    };
+    let open = interaction(store).await;
+    let live = offer(store, &open, &[alice, bob]).await;
+    store
+        .close_interaction(open.id, InteractionStatus::ClosedUnmanaged, None)
+        .await
+        .unwrap();
+    for row in live {
+        assert!(!is_live(store, row.id).await, "offer {} still live", row.id);
+    }
 }
