@@ -396,6 +396,26 @@ impl AgentHub {
         }
     }
 
+    /// Set an agent's presence on someone else's initiative (a supervisor's
+    /// force-pause or resume). Through the agent's actor when they are
+    /// connected here (their tabs hear `presence`, their offers are
+    /// cancelled at once), else straight into the presence store (it holds
+    /// when they next connect).
+    pub async fn set_availability(
+        &self,
+        agent: AgentId,
+        wish: Availability,
+    ) -> Result<(), PresenceError> {
+        match self.get(agent) {
+            Some(addr) => match addr.send(SetAvailability(wish.clone())).await {
+                Ok(res) => res.map(|_| ()),
+                // The actor stopped meanwhile: the store is the truth.
+                Err(_) => self.presence.set_availability(agent, wish).await,
+            },
+            None => self.presence.set_availability(agent, wish).await,
+        }
+    }
+
     pub fn routing(&self) -> &Routing {
         &self.routing
     }

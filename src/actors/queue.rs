@@ -426,7 +426,11 @@ impl QueueActor {
             async move {
                 for row in rows {
                     let _ = store
-                        .decide_offer(row.id, OfferStatus::Rescinded, Some(RescindReason::Cancelled))
+                        .decide_offer(
+                            row.id,
+                            OfferStatus::Rescinded,
+                            Some(RescindReason::Cancelled),
+                        )
                         .await;
                 }
             }
@@ -730,7 +734,8 @@ impl Handler<Withdraw> for QueueActor {
             .collect();
         for (offer, agent) in offers {
             self.forget(offer);
-            metrics::counter!(crate::metrics::OFFERS, "outcome" => msg.reason.as_str()).increment(1);
+            metrics::counter!(crate::metrics::OFFERS, "outcome" => msg.reason.as_str())
+                .increment(1);
             self.hub.push(
                 agent,
                 ServerFrame::OfferRescinded {
@@ -951,6 +956,64 @@ impl Routing {
             for q in self.queues.iter() {
                 q.value().do_send(Dispatch);
             }
+        }
+    }
+
+    /// After the store moved an interaction ([`Store::transfer`]): the old
+    /// queue forgets it (its offers' holders are told), capacity moves with
+    /// it, the new owner hears `assigned{transfer}`, the old owner gets the
+    /// new state (`view`), or the new queue offers it, leaving out whoever
+    /// passed it on.
+    pub fn transferred(
+        &self,
+        hub: &AgentHub,
+        interaction: &crate::store::Interaction,
+        previous_owner: Option<AgentId>,
+        previous_queue: QueueId,
+        view: serde_json::Value,
+    ) {
+        let reason = match interaction.owner {
+            Some(_) => RescindReason::Taken,
+            None => RescindReason::Cancelled,
+        };
+        self.withdraw(previous_queue, interaction.id, reason);
+        if let Some(p) = previous_owner {
+            self.owned_changed(p, -1);
+            hub.push(p, ServerFrame::InteractionUpdated { interaction: view });
+        }
+        match interaction.owner {
+            Some(owner) => {
+                self.owned_changed(owner, 1);
+                hub.push(
+                    owner,
+                    ServerFrame::Assigned {
+                        interaction_id: interaction.id,
+                        via: AssignedVia::Transfer,
+                    },
+                );
+            }
+            None => self.enqueue_with(
+                interaction.queue,
+                interaction.id,
+                Origin::Transfer {
+                    from: previous_owner,
+                },
+            ),
+        }
+    }
+
+    /// After the store closed an interaction: it leaves its queue (if it was
+    /// waiting), its owner's slot frees, and the owner's tabs get `view`.
+    pub fn closed(
+        &self,
+        hub: &AgentHub,
+        interaction: &crate::store::Interaction,
+        view: serde_json::Value,
+    ) {
+        self.withdraw(interaction.queue, interaction.id, RescindReason::Cancelled);
+        if let Some(owner) = interaction.owner {
+            self.owned_changed(owner, -1);
+            hub.push(owner, ServerFrame::InteractionUpdated { interaction: view });
         }
     }
 

@@ -9,6 +9,9 @@ pub mod health;
 pub mod mailboxes;
 pub mod openapi;
 pub mod state;
+pub mod supervisor;
+pub mod views;
+pub mod work;
 pub mod ws;
 
 use std::time::Instant;
@@ -61,7 +64,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(mailboxes::list_quarantine)
                 .service(mailboxes::quarantine_raw)
                 .service(mailboxes::retry_quarantine)
-                .service(mailboxes::delete_quarantine),
+                .service(mailboxes::delete_quarantine)
+                .service(work::transfer)
+                .service(work::close)
+                .service(work::transfer_targets)
+                .service(supervisor::queue_status)
+                .service(supervisor::agent_status)
+                .service(supervisor::pause)
+                .service(supervisor::resume)
+                .service(supervisor::logout),
         )
         .default_service(web::to(not_found));
 }

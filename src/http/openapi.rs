@@ -20,12 +20,16 @@ use utoipa::{Modify, OpenApi};
         super::admin::list_presence,
         super::mailboxes::status, super::mailboxes::list_quarantine, super::mailboxes::quarantine_raw,
         super::mailboxes::retry_quarantine, super::mailboxes::delete_quarantine,
+        super::work::transfer, super::work::close, super::work::transfer_targets,
+        super::supervisor::queue_status, super::supervisor::agent_status, super::supervisor::pause,
+        super::supervisor::resume, super::supervisor::logout,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Login, logout, the caller."),
         (name = "admin", description = "Agents, queues and accounts (admin role)."),
         (name = "supervisor", description = "Views for supervisors and admins."),
+        (name = "interactions", description = "Working an interaction."),
         (name = "health", description = "Liveness, readiness, metrics."),
     )
 )]

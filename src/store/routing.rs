@@ -65,7 +65,8 @@ pub enum TransferOutcome {
         interaction: Interaction,
         previous_owner: Option<AgentId>,
         previous_queue: QueueId,
-        /// Live offers of the interaction, rescinded (`cancelled`) by the move.
+        /// Live offers of the interaction, rescinded by the move: `taken`
+        /// when it went to an agent, `cancelled` when back to a queue.
         rescinded: Vec<OfferRow>,
     },
     /// The interaction is not at `expected_version` any more (someone else

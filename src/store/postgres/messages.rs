@@ -235,7 +235,7 @@ impl PgStore {
         let stmt = tx.prepare_cached(DELETE_DRAFT).await?;
         tx.execute(&stmt, &[&id.0]).await?;
         // A closed interaction is offered to nobody.
-        super::routing::rescind_live(&tx, id).await?;
+        super::routing::rescind_live(&tx, id, crate::domain::RescindReason::Cancelled).await?;
         tx.commit().await?;
         Ok(closed)
     }

@@ -150,7 +150,7 @@ const TO_AGENT: &str = concat!(
 );
 
 const RESCIND_ALL: &str = concat!(
-    "UPDATE offers SET status = 'rescinded', reason = 'cancelled', decided_at = $2
+    "UPDATE offers SET status = 'rescinded', reason = $3, decided_at = $2
      WHERE interaction_id = $1 AND status = 'offered'
        AND id IN (SELECT id FROM offers WHERE interaction_id = $1 AND status = 'offered'
                   ORDER BY id FOR UPDATE)
@@ -257,6 +257,12 @@ async fn transfer(
     if current.version != expected_version || current.status != InteractionStatus::Open {
         return Ok(TransferOutcome::Changed(current));
     }
+    // Given straight to an agent, it was taken; back in a queue, the old
+    // offers are cancelled (it will be offered anew).
+    let reason = match target {
+        TransferTarget::Queue(_) => RescindReason::Cancelled,
+        TransferTarget::Agent(_) => RescindReason::Taken,
+    };
     let moved = match target {
         TransferTarget::Queue(queue) => {
             let stmt = tx.prepare_cached(QUEUE_EXISTS).await?;
@@ -291,7 +297,7 @@ async fn transfer(
         interaction: interaction_row(&moved)?,
         previous_owner: current.owner,
         previous_queue: current.queue,
-        rescinded: rescind_live(tx, id).await?,
+        rescinded: rescind_live(tx, id, reason).await?,
     })
 }
 
@@ -301,9 +307,12 @@ async fn transfer(
 pub(super) async fn rescind_live(
     tx: &Transaction<'_>,
     id: InteractionId,
+    reason: RescindReason,
 ) -> StoreResult<Vec<OfferRow>> {
     let stmt = tx.prepare_cached(RESCIND_ALL).await?;
-    let rows = tx.query(&stmt, &[&id.0, &common::now()]).await?;
+    let rows = tx
+        .query(&stmt, &[&id.0, &common::now(), &reason.as_str()])
+        .await?;
     by_id(&rows)
 }
 

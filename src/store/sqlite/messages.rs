@@ -218,7 +218,7 @@ impl SqliteStore {
             };
             tx.prepare_cached(DELETE_DRAFT)?.execute([id.0])?;
             // A closed interaction is offered to nobody.
-            super::routing::rescind_live(tx, id)?;
+            super::routing::rescind_live(tx, id, crate::domain::RescindReason::Cancelled)?;
             Ok(closed)
         })
         .await

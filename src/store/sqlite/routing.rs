@@ -127,7 +127,7 @@ const TO_AGENT: &str = concat!(
 );
 
 const RESCIND_ALL: &str = concat!(
-    "UPDATE offers SET status = 'rescinded', reason = 'cancelled', decided_at = ?2
+    "UPDATE offers SET status = 'rescinded', reason = ?3, decided_at = ?2
      WHERE interaction_id = ?1 AND status = 'offered'
      RETURNING ",
     offer_cols!()
@@ -205,6 +205,12 @@ fn transfer(
     if current.version != expected_version || current.status != InteractionStatus::Open {
         return Ok(TransferOutcome::Changed(current));
     }
+    // Given straight to an agent, it was taken; back in a queue, the old
+    // offers are cancelled (it will be offered anew).
+    let reason = match target {
+        TransferTarget::Queue(_) => RescindReason::Cancelled,
+        TransferTarget::Agent(_) => RescindReason::Taken,
+    };
     let moved = match target {
         TransferTarget::Queue(queue) => {
             tx.prepare_cached(QUEUE_EXISTS)?
@@ -239,16 +245,20 @@ fn transfer(
         interaction: moved,
         previous_owner: current.owner,
         previous_queue: current.queue,
-        rescinded: rescind_live(tx, id)?,
+        rescinded: rescind_live(tx, id, reason)?,
     })
 }
 
-/// Rescind (`cancelled`) every live offer of an interaction that leaves its
-/// queue (transfer, close), inside the caller's transaction.
-pub(super) fn rescind_live(tx: &Transaction<'_>, id: InteractionId) -> StoreResult<Vec<OfferRow>> {
+/// Rescind every live offer of an interaction that leaves its queue
+/// (transfer, close), inside the caller's transaction.
+pub(super) fn rescind_live(
+    tx: &Transaction<'_>,
+    id: InteractionId,
+    reason: RescindReason,
+) -> StoreResult<Vec<OfferRow>> {
     let rows = tx
         .prepare_cached(RESCIND_ALL)?
-        .query_map(params![id.0, ms(common::now())], offer_row)?
+        .query_map(params![id.0, ms(common::now()), reason.as_str()], offer_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(by_id(rows))
 }

@@ -1,0 +1,107 @@
+//! The API's shape of stored things, where it differs from the store's:
+//! names instead of row ids (`account` is the key, `queue` the name, `owner`
+//! a username), as DESIGN.md's Interaction fixes it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{AgentId, ContactId, InteractionId, InteractionStatus};
+use crate::store::{Interaction, LastMessage, Store, StoreError, StoreResult};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ContactView {
+    pub id: ContactId,
+    pub email: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// An interaction as the API and the `interaction_updated` frame show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InteractionView {
+    pub id: InteractionId,
+    /// The account's key.
+    pub account: String,
+    /// The queue's name.
+    pub queue: String,
+    pub subject: String,
+    pub status: InteractionStatus,
+    pub substatus: Option<String>,
+    /// The owner's username.
+    pub owner: Option<String>,
+    /// The username of the first agent who owned it.
+    pub first_agent: Option<String>,
+    pub contact: Option<ContactView>,
+    pub tags: Vec<String>,
+    pub unread: bool,
+    pub unread_count: u32,
+    pub reopened: bool,
+    pub priority: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub last_message: Option<LastMessage>,
+    pub continues: Option<InteractionId>,
+    pub continued_in: Option<InteractionId>,
+}
+
+/// A username for an agent id. A deleted agent keeps their id in history:
+/// shown as the id rather than failing the whole view.
+async fn username(store: &Store, id: Option<AgentId>) -> StoreResult<Option<String>> {
+    let Some(id) = id else { return Ok(None) };
+    match store.agent(id).await {
+        Ok(a) => Ok(Some(a.username)),
+        Err(StoreError::NotFound(_)) => Ok(Some(id.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<InteractionView> {
+    let account = match store.account(i.account).await {
+        Ok(a) => a.key,
+        Err(StoreError::NotFound(_)) => i.account.to_string(),
+        Err(e) => return Err(e),
+    };
+    let queue = match store.queue(i.queue).await {
+        Ok(q) => q.name,
+        Err(StoreError::NotFound(_)) => i.queue.to_string(),
+        Err(e) => return Err(e),
+    };
+    let contact = match i.contact {
+        Some(c) => match store.contact(c).await {
+            Ok(c) => Some(ContactView {
+                id: c.id,
+                email: c.emails.first().cloned(),
+                first_name: c.first_name,
+                last_name: c.last_name,
+            }),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    Ok(InteractionView {
+        id: i.id,
+        account,
+        queue,
+        subject: i.subject.clone(),
+        status: i.status,
+        substatus: i.substatus.clone(),
+        owner: username(store, i.owner).await?,
+        first_agent: username(store, i.first_agent).await?,
+        contact,
+        // Tags are set through the API of issue #5; none can exist before.
+        tags: Vec::new(),
+        unread: i.unread,
+        unread_count: i.unread_count,
+        reopened: i.reopened,
+        priority: i.priority,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+        closed_at: i.closed_at,
+        last_message: i.last_message.clone(),
+        continues: i.continues,
+        continued_in: i.continued_in,
+    })
+}
