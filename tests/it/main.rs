@@ -9,6 +9,7 @@
 //! - `ingest`: mail through Postfix and Dovecot into interactions (IDLE, threading, quarantine).
 //! - `ingest_faults`: corrupt and huge mail, UIDVALIDITY change, IMAP outage, a crash mid-burst.
 //! - `routing`: offers over real WebSockets: reject, accept, taken, timeout, pause, the 50-way race.
+//! - `transfer`: transfer to a queue and to an agent, close, transfer targets, and the supervisor's queue and agent views, force-pause and logout.
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
@@ -24,4 +25,5 @@ mod presence;
 mod routing;
 mod store;
 mod support;
+mod transfer;
 mod ws;

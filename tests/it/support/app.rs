@@ -32,6 +32,8 @@ pub enum Backend {
 pub struct TestApp {
     pub app: RunningApp,
     pub http: reqwest::Client,
+    /// The settings it was started with (a restart reuses them, and so its store).
+    settings: Settings,
     _db: TestDb,
 }
 
@@ -90,21 +92,46 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     };
     let settings =
         Settings::from_toml(&config_toml(&store_url, &opts)).expect("test config is valid");
-    // Building binds, migrates and hashes passwords: keep it off this runtime.
-    let app = tokio::task::spawn_blocking(move || spawn_in_thread(settings))
-        .await
-        .expect("spawn thread")
-        .expect("app starts");
     TestApp {
-        app,
+        app: start(settings.clone()).await,
         http: reqwest::Client::new(),
+        settings,
         _db: db,
     }
+}
+
+async fn start(settings: Settings) -> RunningApp {
+    // Building binds, migrates and hashes passwords: keep it off this runtime.
+    tokio::task::spawn_blocking(move || spawn_in_thread(settings))
+        .await
+        .expect("spawn thread")
+        .expect("app starts")
 }
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 impl TestApp {
+    /// Stop the app (gracefully: sockets closed, drained) and start it again
+    /// on the same store, as an operator's restart would. Sessions survive
+    /// (they are in the store); sockets must be opened again.
+    pub async fn restart(self) -> TestApp {
+        let TestApp {
+            app,
+            http,
+            settings,
+            _db,
+        } = self;
+        tokio::task::spawn_blocking(move || app.stop())
+            .await
+            .expect("stop thread");
+        TestApp {
+            app: start(settings.clone()).await,
+            http,
+            settings,
+            _db,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.app.url(path)
     }
