@@ -243,8 +243,17 @@ impl QueueActor {
             .collect()
     }
 
+    /// Live offers, and offers being recorded (not yet live): both will
+    /// take a slot if accepted, so an agent with one free slot must not be
+    /// chosen for a second interaction while the first offer is in flight.
     fn offers_held(&self, agent: AgentId) -> u32 {
-        self.live.values().filter(|(_, a)| *a == agent).count() as u32
+        let live = self.live.values().filter(|(_, a)| *a == agent).count();
+        let pending = self
+            .waiting
+            .values()
+            .filter(|w| w.pending.contains(&agent))
+            .count();
+        (live + pending) as u32
     }
 
     fn gauge(&self) {

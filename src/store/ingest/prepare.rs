@@ -391,7 +391,7 @@ pub(super) fn close_args(
 }
 
 pub(crate) fn already_closed() -> StoreError {
-    StoreError::Invalid("the interaction is already closed".into())
+    StoreError::Conflict("the interaction is already closed".into())
 }
 
 #[cfg(test)]

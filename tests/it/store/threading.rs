@@ -308,7 +308,7 @@ pub(super) async fn closing_is_once_with_a_short_disposition_path(store: &Store)
     assert_eq!(closed.status, InteractionStatus::ClosedUnmanaged);
     assert_eq!(closed.version, open.version + 1);
     assert!(closed.closed_at.is_some());
-    assert_invalid(
+    assert_conflict(
         store
             .close_interaction(open.id, InteractionStatus::Closed, None)
             .await,
