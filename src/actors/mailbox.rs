@@ -559,6 +559,7 @@ impl Session {
                         interaction.queue,
                         interaction.id,
                         Origin::Arrival { seen: Some(seen) },
+                        Some((interaction.priority, interaction.created_at)),
                     );
                 }
             }

@@ -65,6 +65,12 @@ pub enum Origin {
 pub struct Enqueue {
     pub interaction: InteractionId,
     pub origin: Origin,
+    /// Its place, when the sender knows it: priority, and when it entered
+    /// the queue. The interaction then holds that place from the moment the
+    /// message arrives, while what its offer shows is still being read, so
+    /// interactions enqueued together are offered in their order, not in
+    /// the order their reads finish.
+    pub rank: Option<(i32, DateTime<Utc>)>,
 }
 
 /// The interaction left this queue (transferred, assigned directly, or
@@ -152,7 +158,9 @@ struct Summary {
 struct Waiting {
     id: InteractionId,
     enqueued: Instant,
-    summary: Summary,
+    /// What the offer frame shows; `None` while it is being read. Such an
+    /// entry holds its place: nothing behind it is offered until it is read.
+    summary: Option<Summary>,
     /// When the mailbox learnt of the mail (new mail only), until its
     /// first offer is written.
     seen: Option<Instant>,
@@ -272,6 +280,10 @@ impl QueueActor {
         let mut taken_slots: HashMap<AgentId, u32> = HashMap::new();
         let mut next_wakeup: Option<Instant> = None;
         for w in self.waiting.values_mut() {
+            if w.summary.is_none() {
+                // Its read finishes shortly and dispatches again.
+                break;
+            }
             if w.retry_at.is_some_and(|t| t > now) {
                 next_wakeup = Some(next_wakeup.map_or(w.retry_at.unwrap_or(now), |n: Instant| {
                     n.min(w.retry_at.unwrap_or(now))
@@ -385,6 +397,12 @@ impl QueueActor {
                 }
                 let addr = ctx.address();
                 let expires = expires_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+                let summary = w.summary.clone().unwrap_or_else(|| Summary {
+                    subject: String::new(),
+                    from: String::new(),
+                    preview: String::new(),
+                    account: String::new(),
+                });
                 for row in rows {
                     w.live.insert(row.agent, row.id);
                     act.live.insert(row.id, (interaction, row.agent));
@@ -400,10 +418,10 @@ impl QueueActor {
                             offer_id: row.id,
                             interaction_id: interaction,
                             queue: act.queue.name.clone(),
-                            account: w.summary.account.clone(),
-                            subject: w.summary.subject.clone(),
-                            from: w.summary.from.clone(),
-                            preview: w.summary.preview.clone(),
+                            account: summary.account.clone(),
+                            subject: summary.subject.clone(),
+                            from: summary.from.clone(),
+                            preview: summary.preview.clone(),
                             expires_at: expires.clone(),
                         },
                     );
@@ -531,7 +549,26 @@ impl Handler<Enqueue> for QueueActor {
             Origin::Recovery => (None, None),
             Origin::Transfer { from } => (None, from),
         };
-        // Read what the offer frame shows (and the sticky agent), then insert.
+        let enqueued = Instant::now();
+        let placeholder = move || Waiting {
+            id,
+            enqueued,
+            summary: None,
+            seen,
+            sticky: None,
+            excluded: passed_on_by.into_iter().collect(),
+            live: HashMap::new(),
+            pending: HashSet::new(),
+            retry_at: None,
+        };
+        if let Some((priority, at)) = msg.rank {
+            let key = (Reverse(priority), at, id);
+            self.keys.insert(id, key);
+            self.waiting.insert(key, placeholder());
+            self.gauge();
+        }
+        // Read what the offer frame shows (and the sticky agent), then fill
+        // the entry in (or insert it, when its place was not given).
         ctx.spawn(
             async move {
                 let interaction = store.interaction(id).await?;
@@ -545,14 +582,27 @@ impl Handler<Enqueue> for QueueActor {
             }
             .into_actor(self)
             .map(move |res, act, ctx| {
+                let placed = act.keys.get(&id).copied();
+                if msg.rank.is_some() && placed.is_none() {
+                    // Withdrawn (transferred, closed) while being read.
+                    return;
+                }
                 let (interaction, messages, account, sticky) = match res {
                     Ok(v) => v,
                     Err(e) => {
-                        warn!(queue = %act.queue.name, interaction = %id, error = %e, "cannot enqueue");
+                        // Never dropped: a placeholder would hold up the
+                        // queue, so it goes, and the whole enqueue is tried
+                        // again shortly.
+                        warn!(queue = %act.queue.name, interaction = %id, error = %e, "cannot read an interaction to enqueue; retrying in 1 s");
+                        act.remove_waiting(id);
+                        ctx.notify_later(msg, Duration::from_secs(1));
+                        act.dispatch(ctx);
                         return;
                     }
                 };
-                if interaction.owner.is_some() || interaction.status != crate::domain::InteractionStatus::Open {
+                if interaction.owner.is_some() || interaction.status != crate::domain::InteractionStatus::Open || interaction.queue != act.queue.id {
+                    act.remove_waiting(id);
+                    act.dispatch(ctx);
                     return;
                 }
                 let first = messages.first();
@@ -564,23 +614,23 @@ impl Handler<Enqueue> for QueueActor {
                     })
                     .unwrap_or_default();
                 let preview = interaction.last_message.as_ref().map(|l| l.preview.clone()).unwrap_or_default();
-                // Age is the interaction's creation, as in recovery's order.
-                let key = (Reverse(interaction.priority), interaction.created_at, id);
-                let now = Instant::now();
-                let w = Waiting {
-                    id,
-                    enqueued: now,
-                    summary: Summary { subject: interaction.subject.clone(), from, preview, account: account.key },
-                    seen,
-                    sticky: sticky.map(|a| (a, now + Duration::from_secs(u64::from(sticky_secs)))),
-                    excluded: passed_on_by.into_iter().collect(),
-                    live: HashMap::new(),
-                    pending: HashSet::new(),
-                    retry_at: None,
+                let summary = Summary { subject: interaction.subject.clone(), from, preview, account: account.key };
+                let sticky = sticky.map(|a| (a, enqueued + Duration::from_secs(u64::from(sticky_secs))));
+                let key = match placed {
+                    Some(key) => key,
+                    None => {
+                        // No place given: by priority, then creation.
+                        let key = (Reverse(interaction.priority), interaction.created_at, id);
+                        act.keys.insert(id, key);
+                        act.waiting.insert(key, placeholder());
+                        act.gauge();
+                        key
+                    }
                 };
-                act.keys.insert(id, key);
-                act.waiting.insert(key, w);
-                act.gauge();
+                if let Some(w) = act.waiting.get_mut(&key) {
+                    w.summary = Some(summary);
+                    w.sticky = sticky;
+                }
                 debug!(queue = %act.queue.name, interaction = %id, "enqueued");
                 act.dispatch(ctx);
             }),
@@ -898,6 +948,7 @@ impl Routing {
             addr.do_send(Enqueue {
                 interaction: w.id,
                 origin: Origin::Recovery,
+                rank: Some((w.priority, w.enqueued_at)),
             });
         }
         Ok(())
@@ -928,14 +979,23 @@ impl Routing {
 
     /// Hand a new interaction to its queue.
     pub fn enqueue(&self, queue: QueueId, interaction: InteractionId) {
-        self.enqueue_with(queue, interaction, Origin::Arrival { seen: None });
+        self.enqueue_with(queue, interaction, Origin::Arrival { seen: None }, None);
     }
 
-    pub fn enqueue_with(&self, queue: QueueId, interaction: InteractionId, origin: Origin) {
+    /// Hand an interaction to its queue; `rank` (priority, when it entered
+    /// the queue) gives it its place at once (see [`Enqueue::rank`]).
+    pub fn enqueue_with(
+        &self,
+        queue: QueueId,
+        interaction: InteractionId,
+        origin: Origin,
+        rank: Option<(i32, DateTime<Utc>)>,
+    ) {
         if let Some(q) = self.queues.get(&queue) {
             q.do_send(Enqueue {
                 interaction,
                 origin,
+                rank,
             });
         }
     }
@@ -1001,12 +1061,15 @@ impl Routing {
                     },
                 );
             }
+            // Behind those already waiting there, as the store's
+            // `enqueued_at` (now) has it for recovery.
             None => self.enqueue_with(
                 interaction.queue,
                 interaction.id,
                 Origin::Transfer {
                     from: previous_owner,
                 },
+                Some((interaction.priority, Utc::now())),
             ),
         }
     }

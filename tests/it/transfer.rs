@@ -1,5 +1,6 @@
 //! Transfer, close and the supervisor's views over HTTP, with the agents'
-//! WebSockets hearing of each change. Every test runs on both stores.
+//! WebSockets hearing of each change; and the waiting list's order when an
+//! agent has one free slot at a time. Every test runs on both stores.
 
 use std::time::Duration;
 
@@ -600,6 +601,94 @@ async fn force_pause_resume_and_logout(backend: Backend) {
     assert_eq!(app.get(&alice_t, "/api/v1/me").await.status(), 401);
 }
 
+/// Five interactions wait in billing (one of them with priority 5) while
+/// nobody is connected; after a restart, carol (capacity 1) gets them one at
+/// a time as she closes each: the priority one first, then oldest first.
+async fn the_waiting_list_is_served_by_priority_then_age(backend: Backend) {
+    let app = app(backend).await;
+    let store = app.app.state.store.clone();
+    let billing = store.queue_by_name("billing").await.unwrap();
+    let account = store.account_by_key("SERV").await.unwrap();
+    let mut ids = Vec::new();
+    for (n, priority) in [0, 0, 5, 0, 0].into_iter().enumerate() {
+        let i = store
+            .create_interaction(mailroom::store::NewInteraction {
+                account: account.id,
+                queue: billing.id,
+                subject: format!("billing {n}"),
+                contact: None,
+                priority,
+            })
+            .await
+            .unwrap();
+        ids.push(i.id.to_string());
+    }
+    let expected = [&ids[2], &ids[0], &ids[1], &ids[3], &ids[4]];
+    let app = app.restart().await;
+    let (carol_t, mut carol) = connect(&app, "carol").await;
+    for want in expected {
+        let got = take_next_offer(&mut carol).await;
+        assert_eq!(&got, want, "order {expected:?}");
+        none_of(&mut carol, &["offer"], Duration::from_millis(300)).await;
+        let (status, _) = post(
+            &app,
+            &carol_t,
+            &format!("/api/v1/interactions/{got}/close"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// Ten new interactions reach billing together while carol (capacity 1)
+/// is free: she gets them in their order, though what each offer shows is
+/// read concurrently and those reads may finish in any order.
+async fn interactions_arriving_together_are_offered_in_order(backend: Backend) {
+    let app = app(backend).await;
+    let sup_t = app.login("sup").await;
+    let (carol_t, mut carol) = connect(&app, "carol").await;
+    wait_available(&app, &sup_t, "carol").await;
+    let store = app.app.state.store.clone();
+    let billing = store.queue_by_name("billing").await.unwrap();
+    let account = store.account_by_key("SERV").await.unwrap();
+    let mut created = Vec::new();
+    for n in 0..10 {
+        created.push(
+            store
+                .create_interaction(mailroom::store::NewInteraction {
+                    account: account.id,
+                    queue: billing.id,
+                    subject: format!("together {n}"),
+                    contact: None,
+                    priority: 0,
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    for i in &created {
+        app.app.state.hub.routing().enqueue_with(
+            billing.id,
+            i.id,
+            mailroom::actors::queue::Origin::Arrival { seen: None },
+            Some((i.priority, i.created_at)),
+        );
+    }
+    for want in &created {
+        let got = take_next_offer(&mut carol).await;
+        assert_eq!(got, want.id.to_string());
+        let (status, _) = post(
+            &app,
+            &carol_t,
+            &format!("/api/v1/interactions/{got}/close"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -627,4 +716,6 @@ on_both_stores!(
     close_frees_capacity,
     supervisor_views,
     force_pause_resume_and_logout,
+    the_waiting_list_is_served_by_priority_then_age,
+    interactions_arriving_together_are_offered_in_order,
 );
