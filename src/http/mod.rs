@@ -1,11 +1,17 @@
 //! HTTP: one file per resource, wired here. Every error answer has the shape
 //! `{"error":{"code","message"}}` (see [`error`]).
 
+pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod canned;
+pub mod compose;
+pub mod desk;
+pub mod downloads;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod interactions;
 pub mod mailboxes;
 pub mod openapi;
 pub mod state;
@@ -20,7 +26,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use error::ApiError;
@@ -35,8 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::metrics)
         .service(ws::connect)
         .service(
-            SwaggerUi::new("/api/v1/docs/{_:.*}")
-                .url("/api/v1/openapi.json", openapi::ApiDoc::openapi()),
+            SwaggerUi::new("/api/v1/docs/{_:.*}").url("/api/v1/openapi.json", openapi::document()),
         )
         .service(web::redirect("/api/v1/docs", "/api/v1/docs/"))
         .service(
@@ -72,7 +76,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(supervisor::agent_status)
                 .service(supervisor::pause)
                 .service(supervisor::resume)
-                .service(supervisor::logout),
+                .service(supervisor::logout)
+                .configure(interactions::routes)
+                .configure(compose::routes)
+                .configure(desk::routes)
+                .configure(downloads::routes)
+                .configure(canned::routes),
         )
         .default_service(web::to(not_found));
 }

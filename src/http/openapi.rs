@@ -35,6 +35,18 @@ use utoipa::{Modify, OpenApi};
 )]
 pub struct ApiDoc;
 
+/// The whole document: [`ApiDoc`] and each resource module's own `Doc`, so
+/// a module adds its paths without touching this file.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::interactions::Doc::openapi());
+    doc.merge(super::compose::Doc::openapi());
+    doc.merge(super::desk::Doc::openapi());
+    doc.merge(super::downloads::Doc::openapi());
+    doc.merge(super::canned::Doc::openapi());
+    doc
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {

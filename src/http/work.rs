@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use utoipa::{IntoParams, ToSchema};
 
+use super::access::{Act, check};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::Caller;
 use super::state::AppState;
 use super::views::{InteractionView, interaction_view};
 use crate::actors::queue::AgentRuntime;
-use crate::domain::{AgentId, InteractionId, InteractionStatus, QueueId, Role};
-use crate::store::{Agent, Interaction, Queue, Store, StoreError, TransferOutcome, TransferTarget};
+use crate::domain::{AgentId, InteractionId, InteractionStatus, QueueId};
+use crate::store::{Agent, Queue, Store, StoreError, TransferOutcome, TransferTarget};
 
 /// `{queue}` or `{agent}`: a queue's name (or id), an agent's username (or id).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,18 +30,6 @@ pub struct TransferBody {
 pub struct CloseBody {
     /// The disposition path, 1 to 3 levels, e.g. `["Sales", "Won"]`.
     pub disposition: Option<Vec<String>>,
-}
-
-/// Who may act on an interaction as its owner would: the owner, and
-/// supervisors and admins (who see every interaction).
-fn may_work(caller: &Caller, i: &Interaction) -> Result<(), ApiError> {
-    if i.owner == Some(caller.agent.id) || caller.agent.role.at_least(Role::Supervisor) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "only the owner, a supervisor or an admin may do this",
-        ))
-    }
 }
 
 async fn queue_named(store: &Store, name: &str) -> ApiResult<Queue> {
@@ -103,7 +92,7 @@ pub async fn transfer(
 ) -> ApiResult<HttpResponse> {
     let store = &state.store;
     let current = store.interaction(id.into_inner()).await?;
-    may_work(&caller, &current)?;
+    check(store, &caller, &current, Act::Transfer).await?;
     if current.status != InteractionStatus::Open {
         return Err(ApiError::conflict(
             "the interaction is closed; reopen it first",
@@ -165,10 +154,23 @@ pub async fn close(
     id: web::Path<InteractionId>,
     body: Option<web::Json<CloseBody>>,
 ) -> ApiResult<HttpResponse> {
-    let store = &state.store;
-    let current = store.interaction(id.into_inner()).await?;
-    may_work(&caller, &current)?;
     let disposition = body.and_then(|b| b.into_inner().disposition);
+    let view = close_interaction(&state, &caller, id.into_inner(), disposition).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Close an interaction as `caller` (the close endpoint, and "send and
+/// close" after a reply): rights checked, the disposition required by the
+/// queue enforced, then routing and the owner's sockets told.
+pub async fn close_interaction(
+    state: &AppState,
+    caller: &Caller,
+    id: InteractionId,
+    disposition: Option<Vec<String>>,
+) -> ApiResult<InteractionView> {
+    let store = &state.store;
+    let current = store.interaction(id).await?;
+    check(store, caller, &current, Act::Close).await?;
     if disposition.is_none() && store.queue(current.queue).await?.disposition_required {
         return Err(ApiError::bad_request(
             "this queue requires a disposition to close",
@@ -181,7 +183,7 @@ pub async fn close(
     let json = serde_json::to_value(&view).map_err(ApiError::internal)?;
     state.hub.routing().closed(&state.hub, &closed, json);
     info!(agent = %caller.agent.id, interaction = %closed.id, "closed");
-    Ok(HttpResponse::Ok().json(view))
+    Ok(view)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -31,13 +31,17 @@ macro_rules! dispatch {
 }
 
 mod common;
+mod dispositions;
+mod downloads;
 mod ingest;
 mod mbox;
+mod outbox;
 pub mod postgres;
 mod read;
 mod routing;
 pub mod sqlite;
 mod types;
+mod work;
 
 pub use ingest::*;
 pub use routing::*;

@@ -254,6 +254,9 @@ pub struct StoredMessage {
     pub to: Vec<Mailbox>,
     #[schema(value_type = Vec<Object>)]
     pub cc: Vec<Mailbox>,
+    /// Outgoing mail only (an incoming mail's Bcc is not in its headers).
+    #[schema(value_type = Vec<Object>)]
+    pub bcc: Vec<Mailbox>,
     #[schema(value_type = Vec<Object>)]
     pub reply_to: Vec<Mailbox>,
     pub subject: String,

@@ -10,17 +10,25 @@
 //! - `ingest_faults`: corrupt and huge mail, UIDVALIDITY change, IMAP outage, a crash mid-burst.
 //! - `routing`: offers over real WebSockets: reject, accept, taken, timeout, pause, the 50-way race.
 //! - `transfer`: transfer to a queue and to an agent, close, transfer targets, and the supervisor's queue and agent views, force-pause and logout.
+//! - `compose`: reply, reply-all, forward and new mail through the outbox to Postfix and back through Dovecot; uploads.
+//! - `desk`: drafts, notes, tags, sub-status, unread.
+//! - `downloads`: attachments, `.eml`, zip, PDF transcripts, canned answers.
+//! - `permissions`: who may do what, as a matrix over every interaction endpoint.
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
 
 mod api;
 mod cli;
+mod compose;
 mod corpus;
+mod desk;
+mod downloads;
 mod fuzz;
 mod imap;
 mod ingest;
 mod ingest_faults;
+mod permissions;
 mod presence;
 mod routing;
 mod store;

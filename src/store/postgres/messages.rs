@@ -20,7 +20,7 @@ use crate::store::{
 };
 
 const MESSAGES: &str = "SELECT id, interaction_id, direction, kind, from_addr, from_name,
-         to_addrs, cc_addrs, reply_to, subject, text_body, html_body, message_id_header,
+         to_addrs, cc_addrs, bcc_addrs, reply_to, subject, text_body, html_body, message_id_header,
          in_reply_to, references_header, delivery, delivery_error, created_at
      FROM messages WHERE interaction_id = $1
      ORDER BY created_at, id";
@@ -88,6 +88,7 @@ fn message_row(row: &Row) -> StoreResult<StoredMessage> {
         }),
         to: row.try_get::<_, Json<Vec<Mailbox>>>("to_addrs")?.0,
         cc: row.try_get::<_, Json<Vec<Mailbox>>>("cc_addrs")?.0,
+        bcc: row.try_get::<_, Json<Vec<Mailbox>>>("bcc_addrs")?.0,
         reply_to: reply_to_from_column(row.try_get("reply_to")?),
         subject: row.try_get("subject")?,
         text: row.try_get("text_body")?,

@@ -15,11 +15,15 @@
 mod accounts;
 mod agents;
 mod bookkeeping;
+mod dispositions;
+mod downloads;
 mod ingest;
 mod interactions;
 mod messages;
+mod outbox;
 mod queues;
 mod routing;
+mod work;
 
 use std::error::Error;
 use std::str::FromStr;

@@ -22,7 +22,7 @@ use crate::store::{
 };
 
 const MESSAGES: &str = "SELECT id, interaction_id, direction, kind, from_addr, from_name,
-         to_addrs, cc_addrs, reply_to, subject, text_body, html_body, message_id_header,
+         to_addrs, cc_addrs, bcc_addrs, reply_to, subject, text_body, html_body, message_id_header,
          in_reply_to, references_header, delivery, delivery_error, created_at
      FROM messages WHERE interaction_id = ?1
      ORDER BY created_at, id";
@@ -90,6 +90,7 @@ fn message_row(row: &Row<'_>) -> StoreResult<StoredMessage> {
         }),
         to: mailboxes_from_json(&row.get::<_, String>("to_addrs")?, "to_addrs")?,
         cc: mailboxes_from_json(&row.get::<_, String>("cc_addrs")?, "cc_addrs")?,
+        bcc: mailboxes_from_json(&row.get::<_, String>("bcc_addrs")?, "bcc_addrs")?,
         reply_to: reply_to_from_column(row.get("reply_to")?),
         subject: row.get("subject")?,
         text: row.get("text_body")?,

@@ -16,11 +16,15 @@
 mod accounts;
 mod agents;
 mod bookkeeping;
+mod dispositions;
+mod downloads;
 mod ingest;
 mod interactions;
 mod messages;
+mod outbox;
 mod queues;
 mod routing;
+mod work;
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -1,0 +1,4 @@
+//! (issue #5) — see the module's owner notes.
+
+#[allow(unused_imports)]
+use super::Store;
