@@ -798,8 +798,7 @@ pub(super) async fn transfer_to_an_agent_assigns_and_rescinds_live_offers(store:
     assert!(
         rescinded
             .iter()
-            .all(|r| r.status == OfferStatus::Rescinded
-                && r.reason == Some(RescindReason::Cancelled))
+            .all(|r| r.status == OfferStatus::Rescinded && r.reason == Some(RescindReason::Taken))
     );
     // A late accept of a rescinded offer finds it gone.
     assert_eq!(
