@@ -43,7 +43,7 @@ pub async fn may_read(
     let member_of = |queue| {
         queues
             .iter()
-            .any(|q| q.id == queue && q.agents.iter().any(|u| *u == who.username))
+            .any(|q| q.id == queue && q.agents.contains(&who.username))
     };
     if member_of(i.queue) {
         return Ok(true);
