@@ -38,6 +38,7 @@ pub struct Settings {
     pub ws: WsSettings,
     pub log: LogSettings,
     pub bootstrap: BootstrapSettings,
+    pub permissions: PermissionSettings,
     pub agents: Vec<AgentConfig>,
     pub queues: Vec<QueueSpec>,
     pub accounts: Vec<AccountSpec>,
@@ -110,6 +111,20 @@ pub struct LogSettings {
 #[derive(Debug, Clone)]
 pub struct BootstrapSettings {
     pub admin_password_file: Option<PathBuf>,
+}
+
+/// Role permissions that an operator may narrow (docs/downloads.md).
+#[derive(Debug, Clone)]
+pub struct PermissionSettings {
+    /// Roles that may download attachment bytes (single files, zips, `.eml`
+    /// with attachments, PDF transcripts with attachments appended).
+    pub download_attachments: Vec<Role>,
+}
+
+impl PermissionSettings {
+    pub fn may_download_attachments(&self, role: Role) -> bool {
+        self.download_attachments.contains(&role)
+    }
 }
 
 /// An agent named in the config. Exactly one of `password` and
@@ -238,6 +253,7 @@ impl Settings {
                 "ws",
                 "log",
                 "bootstrap",
+                "permissions",
                 "agents",
                 "queues",
                 "accounts",
@@ -328,6 +344,23 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
 
+        let permissions = r.section(root, "permissions", &["download_attachments"]);
+        let download_roles = r
+            .req::<Vec<String>>(permissions, "permissions", "download_attachments")
+            .and_then(|names| {
+                let mut roles = Vec::new();
+                for name in names {
+                    match Role::from_str(&name) {
+                        Ok(role) => roles.push(role),
+                        Err(e) => {
+                            r.issue("permissions.download_attachments", e.to_string());
+                            return None;
+                        }
+                    }
+                }
+                Some(roles)
+            });
+
         let agents = r.list(root, "agents", Reader::agent);
         let queues = r.list(root, "queues", Reader::queue);
         let accounts = r.list(root, "accounts", Reader::account);
@@ -373,6 +406,9 @@ impl Settings {
             },
             bootstrap: BootstrapSettings {
                 admin_password_file: admin_file,
+            },
+            permissions: PermissionSettings {
+                download_attachments: download_roles.ok_or_else(missing)?,
             },
             agents,
             queues,

@@ -43,6 +43,7 @@ pub mod sqlite;
 mod types;
 mod work;
 
+pub use downloads::*;
 pub use ingest::*;
 pub use routing::*;
 pub use types::*;
