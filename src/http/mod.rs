@@ -16,6 +16,7 @@ pub mod mailboxes;
 pub mod openapi;
 pub mod state;
 pub mod supervisor;
+pub mod transcript;
 pub mod views;
 pub mod work;
 pub mod ws;
