@@ -57,6 +57,8 @@ pub enum Origin {
     /// Transferred here. The agent who gave it away is left out of the first
     /// round (they just passed it on), and the sticky agent does not apply.
     Transfer { from: Option<AgentId> },
+    /// Reopened by a supervisor: back to the queue, no sticky agent.
+    Reopen,
 }
 
 /// Put an interaction on the waiting list (new mail, transfer, recovery).
@@ -540,13 +542,13 @@ impl Handler<Enqueue> for QueueActor {
         // A transfer is not a new thread from the contact: no sticky agent
         // (it would usually be the agent who just gave it away).
         let sticky_secs = match msg.origin {
-            Origin::Transfer { .. } => 0,
+            Origin::Transfer { .. } | Origin::Reopen => 0,
             _ => self.queue.sticky_secs,
         };
         let id = msg.interaction;
         let (seen, passed_on_by) = match msg.origin {
             Origin::Arrival { seen } => (seen, None),
-            Origin::Recovery => (None, None),
+            Origin::Recovery | Origin::Reopen => (None, None),
             Origin::Transfer { from } => (None, from),
         };
         let enqueued = Instant::now();

@@ -121,6 +121,10 @@ id_type!(
     /// Raw bytes (a mail's source, an attachment's content).
     BlobId
 );
+id_type!(
+    /// A node of the disposition tree.
+    DispositionId
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod canned;
 pub mod compose;
 pub mod desk;
+pub mod dispositions;
 pub mod downloads;
 pub mod error;
 pub mod extract;
@@ -72,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(mailboxes::delete_quarantine)
                 .service(work::transfer)
                 .service(work::close)
+                .service(work::reopen)
                 .service(work::transfer_targets)
                 .service(supervisor::queue_status)
                 .service(supervisor::agent_status)
@@ -79,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(supervisor::resume)
                 .service(supervisor::logout)
                 .configure(interactions::routes)
+                .configure(dispositions::routes)
                 .configure(compose::routes)
                 .configure(desk::routes)
                 .configure(downloads::routes)

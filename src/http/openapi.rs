@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         super::admin::list_presence,
         super::mailboxes::status, super::mailboxes::list_quarantine, super::mailboxes::quarantine_raw,
         super::mailboxes::retry_quarantine, super::mailboxes::delete_quarantine,
-        super::work::transfer, super::work::close, super::work::transfer_targets,
+        super::work::transfer, super::work::close, super::work::reopen, super::work::transfer_targets,
         super::supervisor::queue_status, super::supervisor::agent_status, super::supervisor::pause,
         super::supervisor::resume, super::supervisor::logout,
     ),
@@ -40,6 +40,7 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::interactions::Doc::openapi());
+    doc.merge(super::dispositions::Doc::openapi());
     doc.merge(super::compose::Doc::openapi());
     doc.merge(super::desk::Doc::openapi());
     doc.merge(super::downloads::Doc::openapi());

@@ -37,6 +37,8 @@ pub struct InteractionView {
     pub unread: bool,
     pub unread_count: u32,
     pub reopened: bool,
+    /// The path it was closed with.
+    pub disposition: Option<Vec<String>>,
     pub priority: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -91,11 +93,11 @@ pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<Int
         owner: username(store, i.owner).await?,
         first_agent: username(store, i.first_agent).await?,
         contact,
-        // Tags are set through the API of issue #5; none can exist before.
-        tags: Vec::new(),
+        tags: store.interaction_tags(i.id).await?,
         unread: i.unread,
         unread_count: i.unread_count,
         reopened: i.reopened,
+        disposition: i.disposition.clone(),
         priority: i.priority,
         created_at: i.created_at,
         updated_at: i.updated_at,

@@ -14,8 +14,17 @@ use super::extract::Caller;
 use super::state::AppState;
 use super::views::{InteractionView, interaction_view};
 use crate::actors::queue::AgentRuntime;
-use crate::domain::{AgentId, InteractionId, InteractionStatus, QueueId};
-use crate::store::{Agent, Queue, Store, StoreError, TransferOutcome, TransferTarget};
+use actix_web::http::StatusCode;
+use chrono::Utc;
+
+use crate::actors::queue::Origin;
+use crate::domain::{AgentId, AssignedVia, InteractionId, InteractionStatus, QueueId, Role};
+use crate::http::ws::protocol::ServerFrame;
+use crate::presence::Availability;
+use crate::store::{
+    Agent, Queue, ReopenOutcome, Store, StoreError, TransferOutcome, TransferTarget,
+    check_disposition_path,
+};
 
 /// `{queue}` or `{agent}`: a queue's name (or id), an agent's username (or id).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -171,19 +180,130 @@ pub async fn close_interaction(
     let store = &state.store;
     let current = store.interaction(id).await?;
     check(store, caller, &current, Act::Close).await?;
-    if disposition.is_none() && store.queue(current.queue).await?.disposition_required {
-        return Err(ApiError::bad_request(
-            "this queue requires a disposition to close",
+    if current.status != InteractionStatus::Open {
+        return Err(ApiError::conflict("the interaction is already closed"));
+    }
+    if let Some(path) = &disposition {
+        let tree = store.list_dispositions().await?;
+        check_disposition_path(&tree, path).map_err(ApiError::bad_request)?;
+    } else if store.queue(current.queue).await?.disposition_required {
+        // The owner may not take new work until they dispose of it: paused
+        // with reason `disposition`, lifted by the close that names one.
+        if current.owner == Some(caller.agent.id) {
+            pause_for_disposition(state, caller.agent.id).await?;
+        }
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "disposition_required",
+            "this queue requires a disposition to close; you are paused until you close it with one",
         ));
     }
+    // Closed without ever being accepted (an admin or supervisor closing
+    // what nobody took): `closed_unmanaged`, for reporting.
+    let status = match current.first_agent {
+        None => InteractionStatus::ClosedUnmanaged,
+        Some(_) => InteractionStatus::Closed,
+    };
     let closed = store
-        .close_interaction(current.id, InteractionStatus::Closed, disposition)
+        .close_interaction(current.id, status, disposition)
         .await?;
     let view = interaction_view(store, &closed).await?;
     let json = serde_json::to_value(&view).map_err(ApiError::internal)?;
     state.hub.routing().closed(&state.hub, &closed, json);
-    info!(agent = %caller.agent.id, interaction = %closed.id, "closed");
+    if let Some(owner) = closed.owner {
+        end_disposition_pause(state, owner).await?;
+    }
+    info!(agent = %caller.agent.id, interaction = %closed.id, status = %closed.status, "closed");
     Ok(view)
+}
+
+/// The reason of the pause a mandatory disposition imposes.
+pub const DISPOSITION_PAUSE: &str = "disposition";
+
+async fn pause_for_disposition(state: &AppState, agent: AgentId) -> ApiResult<()> {
+    state
+        .hub
+        .set_availability(
+            agent,
+            Availability::Paused {
+                reason: Some(DISPOSITION_PAUSE.into()),
+            },
+        )
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Lift a disposition pause once nothing the agent owns waits for one.
+async fn end_disposition_pause(state: &AppState, agent: AgentId) -> ApiResult<()> {
+    let wish = state
+        .presence
+        .availability(agent)
+        .await
+        .map_err(ApiError::internal)?;
+    if wish
+        == (Availability::Paused {
+            reason: Some(DISPOSITION_PAUSE.into()),
+        })
+    {
+        state
+            .hub
+            .set_availability(agent, Availability::Online)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(())
+}
+
+/// Reopen a closed interaction. A supervisor or admin sends it back to its
+/// queue (unread, no owner); an agent who may see it takes it
+/// (`assigned{via:"reopen"}`), within their capacity.
+#[utoipa::path(post, path = "/api/v1/interactions/{id}/reopen", tag = "interactions", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = InteractionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "not closed, changed meanwhile, or over_capacity")))]
+#[post("/interactions/{id}/reopen")]
+pub async fn reopen(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<InteractionId>,
+) -> ApiResult<HttpResponse> {
+    let store = &state.store;
+    let current = store.interaction(id.into_inner()).await?;
+    check(store, &caller, &current, Act::Reopen).await?;
+    if current.status == InteractionStatus::Open {
+        return Err(ApiError::conflict("the interaction is open"));
+    }
+    let to = (!caller.agent.role.at_least(Role::Supervisor)).then_some(caller.agent.id);
+    let reopened = match store.reopen(current.id, current.version, to).await? {
+        ReopenOutcome::Reopened(i) => i,
+        ReopenOutcome::OverCapacity => return Err(over_capacity()),
+        ReopenOutcome::Changed(_) => {
+            return Err(ApiError::conflict(
+                "the interaction changed meanwhile; reload it",
+            ));
+        }
+    };
+    let routing = state.hub.routing();
+    match reopened.owner {
+        Some(owner) => {
+            routing.owned_changed(owner, 1);
+            state.hub.push(
+                owner,
+                ServerFrame::Assigned {
+                    interaction_id: reopened.id,
+                    via: AssignedVia::Reopen,
+                },
+            );
+        }
+        None => routing.enqueue_with(
+            reopened.queue,
+            reopened.id,
+            Origin::Reopen,
+            Some((reopened.priority, Utc::now())),
+        ),
+    }
+    info!(agent = %caller.agent.id, interaction = %reopened.id, "reopened");
+    Ok(HttpResponse::Ok().json(interaction_view(store, &reopened).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

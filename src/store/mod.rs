@@ -43,10 +43,13 @@ pub mod sqlite;
 mod types;
 mod work;
 
+pub use dispositions::{Disposition, check_path as check_disposition_path};
 pub use downloads::*;
 pub use ingest::*;
+pub use outbox::*;
 pub use routing::*;
 pub use types::*;
+pub use work::*;
 
 use chrono::{DateTime, Utc};
 

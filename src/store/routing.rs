@@ -77,6 +77,17 @@ pub enum TransferOutcome {
     OverCapacity,
 }
 
+/// The result of [`Store::reopen`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReopenOutcome {
+    Reopened(Interaction),
+    /// Not closed, or not at the expected version: nothing changed.
+    Changed(Interaction),
+    /// The agent it was to go to is at capacity.
+    OverCapacity,
+}
+
 /// An interaction waiting in a queue, in the order it is to be offered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitingInteraction {
@@ -171,6 +182,19 @@ impl Store {
         target: TransferTarget,
     ) -> StoreResult<TransferOutcome> {
         dispatch!(self.transfer(id, expected_version, target))
+    }
+
+    /// Reopen a closed interaction at `expected_version`: open again,
+    /// unread, flagged `reopened`, its disposition cleared; owned by `to`
+    /// (an agent reopening it, capacity checked as for a transfer), or
+    /// unowned and back in its queue (a supervisor or admin reopening it).
+    pub async fn reopen(
+        &self,
+        id: InteractionId,
+        expected_version: i64,
+        to: Option<AgentId>,
+    ) -> StoreResult<ReopenOutcome> {
+        dispatch!(self.reopen(id, expected_version, to))
     }
 
     /// Remember round_robin's place (survives restarts).

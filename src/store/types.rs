@@ -215,6 +215,8 @@ pub struct Interaction {
     pub unread_count: u32,
     /// Reopened after a close (by a supervisor or an agent).
     pub reopened: bool,
+    /// The disposition path it was closed with, e.g. `["Sales", "Won"]`.
+    pub disposition: Option<Vec<String>>,
     /// The earlier thread this one continues (a reply to it after it closed).
     pub continues: Option<InteractionId>,
     /// The later thread that continues this one; replies to this thread go

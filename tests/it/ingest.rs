@@ -255,7 +255,23 @@ async fn a_reply_after_close_opens_thread_two_linked_both_ways() {
     assert!(text.starts_with("From "), "{text}");
     assert!(text.contains("Where is my refund?"), "{text}");
 
-    // A later reply that names thread 1's message still lands in thread 2.
+    // Thread 1 is reopened (by an admin, through the API): it stays linked
+    // to thread 2, and a later reply that names thread 1's message still
+    // lands in thread 2, the newest thread of the conversation.
+    let admin = app.login("admin").await;
+    let res = app
+        .send_json(
+            reqwest::Method::POST,
+            &admin,
+            &format!("/api/v1/interactions/{}/reopen", t1.id),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let reopened: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(reopened["status"], "open");
+    assert_eq!(reopened["reopened"], true);
+    assert_eq!(reopened["continued_in"], t2.id.to_string());
     let later = mail(
         &customer,
         &mailbox,
@@ -267,6 +283,7 @@ async fn a_reply_after_close_opens_thread_two_linked_both_ways() {
     smtp_send(&customer, &[&mailbox], &later).await;
     wait_messages(&app, t2, 2).await;
     wait_interactions(&app, 2).await;
+    assert_eq!(store(&app).messages(t1.id).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ mod interactions;
 mod queues;
 mod routing;
 mod threading;
+mod work;
 
 use accounts::*;
 use agents::*;
@@ -39,6 +40,7 @@ use interactions::*;
 use queues::*;
 use routing::*;
 use threading::*;
+use work::*;
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -296,6 +298,20 @@ macro_rules! contract_for {
                 transfer_needs_the_expected_version_and_an_open_interaction,
                 transfer_to_an_agent_respects_capacity,
                 closing_rescinds_live_offers,
+                reopen_to_the_queue_or_to_an_agent,
+                reopen_to_an_agent_respects_capacity,
+                dispositions_form_a_tree_of_three_levels,
+                a_draft_belongs_to_the_agent_who_saved_it,
+                a_draft_save_is_idempotent_and_checks_its_base,
+                drafts_of_lists_mine_with_display_names,
+                closing_deletes_the_draft_and_takes_no_new_one,
+                draft_attachments_are_my_uploads,
+                notes_leave_the_interaction_as_it_is,
+                a_note_carries_the_authors_uploads,
+                tags_come_from_the_admin_list,
+                substatuses_come_from_the_admin_list,
+                a_customer_reply_clears_the_substatus_an_auto_reply_does_not,
+                mark_unread_sets_the_flag_and_keeps_the_count,
             ],
             with_db: [migrate_twice_is_a_no_op],
             with_backdoor: [
@@ -314,6 +330,8 @@ macro_rules! contract_for {
                 concurrent_replies_to_a_closed_thread_make_one_thread_2,
                 fifty_concurrent_accepts_have_exactly_one_winner,
                 concurrent_transfers_never_exceed_capacity,
+                concurrent_draft_saves_leave_one_owner,
+                concurrent_tag_sets_never_mix,
             ],
         );
     };

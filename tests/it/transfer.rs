@@ -395,6 +395,15 @@ async fn close_frees_capacity(backend: Backend) {
     .await;
     assert_eq!(status, 403);
 
+    let admin_t = app.login("admin").await;
+    let (status, _) = post(
+        &app,
+        &admin_t,
+        "/api/v1/dispositions",
+        json!({"name": "Resolved"}),
+    )
+    .await;
+    assert_eq!(status, 201);
     let (status, view) = post(
         &app,
         &carol_t,
@@ -689,6 +698,193 @@ async fn interactions_arriving_together_are_offered_in_order(backend: Backend) {
     }
 }
 
+/// The `desk` queue requires a disposition. Closing without one is a 400
+/// and pauses the owner (`disposition`); a path that is not in the tree is a
+/// 400 naming the valid choices; closing with a leaf path closes, keeps the
+/// path, and lifts the pause.
+async fn a_mandatory_disposition_pauses_until_disposed(backend: Backend) {
+    let app = spawn_app(Options {
+        backend,
+        extra: "[[queues]]\nname = \"desk\"\nstrategy = \"ring_all\"\nsticky_secs = 0\ndisposition_required = true\nagents = [\"alice\"]\n\
+                [[accounts]]\nkey = \"DESK\"\naddress = \"desk@example.test\"\nqueue = \"desk\"\n\
+                imap = { host = \"127.0.0.1\", port = 1, tls = \"none\", username = \"u\", password = \"p\" }\n\
+                smtp = { host = \"127.0.0.1\", port = 1, tls = \"none\", username = \"u\", password = \"p\" }\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let admin_t = app.login("admin").await;
+    let sup_t = app.login("sup").await;
+    let (_, sales) = post(
+        &app,
+        &admin_t,
+        "/api/v1/dispositions",
+        json!({"name": "Sales"}),
+    )
+    .await;
+    let (status, _) = post(
+        &app,
+        &admin_t,
+        "/api/v1/dispositions",
+        json!({"name": "Won", "parent": sales["id"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Agents may read the tree but not change it.
+    let (alice_t, mut alice) = connect(&app, "alice").await;
+    assert_eq!(
+        get_json(&app, &alice_t, "/api/v1/dispositions")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (status, _) = post(
+        &app,
+        &alice_t,
+        "/api/v1/dispositions",
+        json!({"name": "Mine"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let store = &app.app.state.store;
+    let account = store.account_by_key("DESK").await.unwrap();
+    let i = store
+        .create_interaction(mailroom::store::NewInteraction {
+            account: account.id,
+            queue: account.queue_id,
+            subject: "dispose me".into(),
+            contact: None,
+            priority: 0,
+        })
+        .await
+        .unwrap();
+    app.app.state.hub.routing().enqueue(account.queue_id, i.id);
+    let id = take_next_offer(&mut alice).await;
+    let close = format!("/api/v1/interactions/{id}/close");
+
+    let (status, body) = post(&app, &alice_t, &close, json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "disposition_required");
+    let paused = next_of(&mut alice, &["presence"]).await;
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["reason"], "disposition");
+    app.wait_presence(&sup_t, "alice", "paused").await;
+
+    let (status, body) = post(&app, &alice_t, &close, json!({"disposition": ["Sales"]})).await;
+    assert_eq!(status, 400, "not a leaf: {body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("Won"),
+        "{body}"
+    );
+    let (status, body) = post(&app, &alice_t, &close, json!({"disposition": ["Support"]})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("Sales"),
+        "{body}"
+    );
+
+    let (status, view) = post(
+        &app,
+        &alice_t,
+        &close,
+        json!({"disposition": ["Sales", "Won"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "closed");
+    let online = next_of(&mut alice, &["presence"]).await;
+    assert_eq!(online["status"], "online");
+    assert_eq!(view["disposition"], json!(["Sales", "Won"]));
+    assert_eq!(
+        store.interaction(i.id).await.unwrap().disposition,
+        Some(vec!["Sales".to_string(), "Won".to_string()])
+    );
+}
+
+/// An admin closes what nobody accepted: `closed_unmanaged`. An admin then
+/// reopens it: open, unread, reopened, unowned, offered again. alice takes
+/// and closes it, then reopens it herself: assigned to her (`reopen`).
+async fn close_unmanaged_and_reopen(backend: Backend) {
+    let app = app(backend).await;
+    let admin_t = app.login("admin").await;
+    let id = new_interaction(&app, "Never taken").await;
+    let (status, view) = post(
+        &app,
+        &admin_t,
+        &format!("/api/v1/interactions/{id}/close"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "closed_unmanaged");
+
+    // An agent who may not see it cannot reopen it: carol is not in support.
+    let carol_t = app.login("carol").await;
+    let (status, _) = post(
+        &app,
+        &carol_t,
+        &format!("/api/v1/interactions/{id}/reopen"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let (alice_t, mut alice) = connect(&app, "alice").await;
+    let (status, view) = post(
+        &app,
+        &admin_t,
+        &format!("/api/v1/interactions/{id}/reopen"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "open");
+    assert_eq!(view["owner"], Value::Null);
+    assert_eq!(view["reopened"], true);
+    assert_eq!(view["unread"], true);
+    assert_eq!(view["closed_at"], Value::Null);
+    // Reopening an open interaction: 409.
+    let (status, _) = post(
+        &app,
+        &admin_t,
+        &format!("/api/v1/interactions/{id}/reopen"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(take_next_offer(&mut alice).await, id);
+
+    let (status, view) = post(
+        &app,
+        &alice_t,
+        &format!("/api/v1/interactions/{id}/close"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(view["status"], "closed");
+    let (status, view) = post(
+        &app,
+        &alice_t,
+        &format!("/api/v1/interactions/{id}/reopen"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["owner"], "alice");
+    assert_eq!(view["reopened"], true);
+    let assigned = next_of(&mut alice, &["assigned"]).await;
+    assert_eq!(assigned["interaction_id"], id);
+    assert_eq!(assigned["via"], "reopen");
+    // Reading it as its owner marks it read.
+    let read = get_json(&app, &alice_t, &format!("/api/v1/interactions/{id}")).await;
+    assert_eq!(read["unread"], false);
+    assert_eq!(read["messages"], json!([]));
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -718,4 +914,6 @@ on_both_stores!(
     force_pause_resume_and_logout,
     the_waiting_list_is_served_by_priority_then_age,
     interactions_arriving_together_are_offered_in_order,
+    a_mandatory_disposition_pauses_until_disposed,
+    close_unmanaged_and_reopen,
 );

@@ -15,7 +15,8 @@ use crate::store::{
 macro_rules! interaction_cols {
     () => {
         "id, account_id, queue_id, subject, status, substatus, owner_id, first_agent_id,
-         contact_id, priority, unread, unread_count, reopened, continues_id, continued_in_id,
+         contact_id, priority, unread, unread_count, reopened, disposition, continues_id,
+         continued_in_id,
          version, created_at, updated_at, closed_at,
          last_message_direction, last_message_at, last_message_preview"
     };
@@ -70,6 +71,9 @@ pub(super) fn interaction_row(row: &Row) -> StoreResult<Interaction> {
         unread: row.try_get("unread")?,
         unread_count: unsigned(row, "unread_count")?,
         reopened: row.try_get("reopened")?,
+        disposition: row
+            .try_get::<_, Option<tokio_postgres::types::Json<Vec<String>>>>("disposition")?
+            .map(|d| d.0),
         continues: row
             .try_get::<_, Option<i64>>("continues_id")?
             .map(InteractionId),

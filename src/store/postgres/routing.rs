@@ -21,8 +21,8 @@ use crate::domain::{
 use crate::store::common;
 use crate::store::routing::decidable;
 use crate::store::{
-    AcceptOutcome, OfferRow, StoreError, StoreResult, TransferOutcome, TransferTarget,
-    WaitingInteraction,
+    AcceptOutcome, OfferRow, ReopenOutcome, StoreError, StoreResult, TransferOutcome,
+    TransferTarget, WaitingInteraction,
 };
 
 /// The columns [`offer_row`] reads.
@@ -144,6 +144,16 @@ const TO_QUEUE: &str = concat!(
 const TO_AGENT: &str = concat!(
     "UPDATE interactions SET owner_id = $2, first_agent_id = COALESCE(first_agent_id, $2),
          unread = true, updated_at = $3, version = version + 1
+     WHERE id = $1
+     RETURNING ",
+    interaction_cols!()
+);
+
+const REOPEN: &str = concat!(
+    "UPDATE interactions SET status = 'open', closed_at = NULL, disposition = NULL,
+         reopened = true, unread = true, owner_id = $2,
+         first_agent_id = COALESCE(first_agent_id, $2),
+         enqueued_at = $3, updated_at = $3, version = version + 1
      WHERE id = $1
      RETURNING ",
     interaction_cols!()
@@ -278,15 +288,7 @@ async fn transfer(
                     "the interaction is already theirs".into(),
                 ));
             }
-            let stmt = tx.prepare_cached(CAPACITY).await?;
-            let capacity: i32 = tx
-                .query_opt(&stmt, &[&agent.0])
-                .await?
-                .ok_or(StoreError::NotFound("agent"))?
-                .try_get(0)?;
-            let stmt = tx.prepare_cached(OWNED_BY).await?;
-            let owned: i64 = tx.query_one(&stmt, &[&agent.0]).await?.try_get(0)?;
-            if owned >= i64::from(capacity) {
+            if !has_room(tx, agent).await? {
                 return Ok(TransferOutcome::OverCapacity);
             }
             let stmt = tx.prepare_cached(TO_AGENT).await?;
@@ -301,7 +303,50 @@ async fn transfer(
     })
 }
 
-/// Rescind (`cancelled`) every live offer of an interaction that leaves its
+/// Whether an agent owns fewer open interactions than their capacity,
+/// counted under a lock of their agent row (see `CAPACITY`).
+async fn has_room(tx: &Transaction<'_>, agent: AgentId) -> StoreResult<bool> {
+    let stmt = tx.prepare_cached(CAPACITY).await?;
+    let capacity: i32 = tx
+        .query_opt(&stmt, &[&agent.0])
+        .await?
+        .ok_or(StoreError::NotFound("agent"))?
+        .try_get(0)?;
+    let stmt = tx.prepare_cached(OWNED_BY).await?;
+    let owned: i64 = tx.query_one(&stmt, &[&agent.0]).await?.try_get(0)?;
+    Ok(owned < i64::from(capacity))
+}
+
+/// The reopen inside its transaction (see [`Store::reopen`]); anything but
+/// `Reopened` is rolled back by the caller.
+async fn reopen(
+    tx: &Transaction<'_>,
+    id: InteractionId,
+    expected_version: i64,
+    to: Option<AgentId>,
+) -> StoreResult<ReopenOutcome> {
+    let stmt = tx.prepare_cached(CURRENT).await?;
+    let current = tx
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .ok_or(StoreError::NotFound("interaction"))?;
+    let current = interaction_row(&current)?;
+    if current.version != expected_version || current.status == InteractionStatus::Open {
+        return Ok(ReopenOutcome::Changed(current));
+    }
+    if let Some(agent) = to
+        && !has_room(tx, agent).await?
+    {
+        return Ok(ReopenOutcome::OverCapacity);
+    }
+    let stmt = tx.prepare_cached(REOPEN).await?;
+    let row = tx
+        .query_one(&stmt, &[&id.0, &to.map(|a| a.0), &common::now()])
+        .await?;
+    Ok(ReopenOutcome::Reopened(interaction_row(&row)?))
+}
+
+/// Rescind (with `reason`) every live offer of an interaction that leaves its
 /// queue (transfer, close), inside the caller's transaction, after the
 /// interaction row was locked (lock order above).
 pub(super) async fn rescind_live(
@@ -327,6 +372,23 @@ impl PgStore {
         let tx = client.transaction().await?;
         let outcome = transfer(&tx, id, expected_version, target).await?;
         if matches!(outcome, TransferOutcome::Moved { .. }) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+
+    pub async fn reopen(
+        &self,
+        id: InteractionId,
+        expected_version: i64,
+        to: Option<AgentId>,
+    ) -> StoreResult<ReopenOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let outcome = reopen(&tx, id, expected_version, to).await?;
+        if matches!(outcome, ReopenOutcome::Reopened(_)) {
             tx.commit().await?;
         } else {
             tx.rollback().await?;

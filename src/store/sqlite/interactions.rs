@@ -15,7 +15,8 @@ use crate::store::{
 macro_rules! interaction_cols {
     () => {
         "id, account_id, queue_id, subject, status, substatus, owner_id, first_agent_id,
-         contact_id, priority, unread, unread_count, reopened, continues_id, continued_in_id,
+         contact_id, priority, unread, unread_count, reopened, disposition, continues_id,
+         continued_in_id,
          version, created_at, updated_at, closed_at,
          last_message_direction, last_message_at, last_message_preview"
     };
@@ -68,6 +69,17 @@ pub(super) fn interaction_row(row: &Row<'_>) -> rusqlite::Result<Interaction> {
         unread: row.get("unread")?,
         unread_count: row.get("unread_count")?,
         reopened: row.get("reopened")?,
+        disposition: row
+            .get::<_, Option<String>>("disposition")?
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
         continues: row
             .get::<_, Option<i64>>("continues_id")?
             .map(InteractionId),

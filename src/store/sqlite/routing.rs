@@ -20,8 +20,8 @@ use crate::domain::{
 use crate::store::common;
 use crate::store::routing::decidable;
 use crate::store::{
-    AcceptOutcome, OfferRow, StoreError, StoreResult, TransferOutcome, TransferTarget,
-    WaitingInteraction,
+    AcceptOutcome, OfferRow, ReopenOutcome, StoreError, StoreResult, TransferOutcome,
+    TransferTarget, WaitingInteraction,
 };
 
 /// The columns [`offer_row`] reads.
@@ -121,6 +121,15 @@ const TO_QUEUE: &str = concat!(
 const TO_AGENT: &str = concat!(
     "UPDATE interactions SET owner_id = ?2, first_agent_id = COALESCE(first_agent_id, ?2),
          unread = 1, updated_at = ?3, version = version + 1
+     WHERE id = ?1
+     RETURNING ",
+    interaction_cols!()
+);
+
+const REOPEN: &str = concat!(
+    "UPDATE interactions SET status = 'open', closed_at = NULL, disposition = NULL,
+         reopened = 1, unread = 1, owner_id = ?2, first_agent_id = COALESCE(first_agent_id, ?2),
+         enqueued_at = ?3, updated_at = ?3, version = version + 1
      WHERE id = ?1
      RETURNING ",
     interaction_cols!()
@@ -226,15 +235,7 @@ fn transfer(
                     "the interaction is already theirs".into(),
                 ));
             }
-            let capacity: i64 = tx
-                .prepare_cached(CAPACITY)?
-                .query_row([agent.0], |r| r.get(0))
-                .optional()?
-                .ok_or(StoreError::NotFound("agent"))?;
-            let owned: i64 = tx
-                .prepare_cached(OWNED_BY)?
-                .query_row([agent.0], |r| r.get(0))?;
-            if owned >= capacity {
+            if !has_room(tx, agent)? {
                 return Ok(TransferOutcome::OverCapacity);
             }
             tx.prepare_cached(TO_AGENT)?
@@ -247,6 +248,47 @@ fn transfer(
         previous_queue: current.queue,
         rescinded: rescind_live(tx, id, reason)?,
     })
+}
+
+/// The reopen, inside the writer's transaction (see [`Store::reopen`]).
+fn reopen(
+    tx: &Transaction<'_>,
+    id: InteractionId,
+    expected_version: i64,
+    to: Option<AgentId>,
+) -> StoreResult<ReopenOutcome> {
+    let current = tx
+        .prepare_cached(CURRENT)?
+        .query_row([id.0], interaction_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("interaction"))?;
+    if current.version != expected_version || current.status == InteractionStatus::Open {
+        return Ok(ReopenOutcome::Changed(current));
+    }
+    if let Some(agent) = to
+        && !has_room(tx, agent)?
+    {
+        return Ok(ReopenOutcome::OverCapacity);
+    }
+    Ok(ReopenOutcome::Reopened(
+        tx.prepare_cached(REOPEN)?.query_row(
+            params![id.0, to.map(|a| a.0), ms(common::now())],
+            interaction_row,
+        )?,
+    ))
+}
+
+/// Whether an agent owns fewer open interactions than their capacity.
+fn has_room(tx: &Transaction<'_>, agent: AgentId) -> StoreResult<bool> {
+    let capacity: i64 = tx
+        .prepare_cached(CAPACITY)?
+        .query_row([agent.0], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("agent"))?;
+    let owned: i64 = tx
+        .prepare_cached(OWNED_BY)?
+        .query_row([agent.0], |r| r.get(0))?;
+    Ok(owned < capacity)
 }
 
 /// Rescind every live offer of an interaction that leaves its queue
@@ -414,6 +456,16 @@ impl SqliteStore {
         target: TransferTarget,
     ) -> StoreResult<TransferOutcome> {
         self.write(move |tx| transfer(tx, id, expected_version, target))
+            .await
+    }
+
+    pub async fn reopen(
+        &self,
+        id: InteractionId,
+        expected_version: i64,
+        to: Option<AgentId>,
+    ) -> StoreResult<ReopenOutcome> {
+        self.write(move |tx| reopen(tx, id, expected_version, to))
             .await
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use mailroom::domain::{AgentId, InteractionId, QueueId};
 use mailroom::domain::{ContactId, OfferId, OfferStatus, RescindReason};
-use mailroom::store::{AcceptOutcome, OfferRow, TransferOutcome, TransferTarget};
+use mailroom::store::{AcceptOutcome, OfferRow, ReopenOutcome, TransferOutcome, TransferTarget};
 
 use super::*;
 
@@ -961,4 +961,143 @@ pub(super) async fn closing_rescinds_live_offers(store: &Store) {
     for row in live {
         assert!(!is_live(store, row.id).await, "offer {} still live", row.id);
     }
+}
+
+// ---- reopen and dispositions ----------------------------------------------------------
+
+pub(super) async fn reopen_to_the_queue_or_to_an_agent(store: &Store) {
+    let [alice] = agents(store, &["alice"]).await[..] else {
+        unreachable!()
+    };
+    let open = interaction(store).await;
+    // Not closed: nothing to reopen.
+    assert!(matches!(
+        store.reopen(open.id, open.version, None).await.unwrap(),
+        ReopenOutcome::Changed(_)
+    ));
+    let closed = store
+        .close_interaction(
+            open.id,
+            InteractionStatus::Closed,
+            Some(vec!["Done".into()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.disposition, Some(vec!["Done".to_string()]));
+    // A stale version changes nothing.
+    assert!(matches!(
+        store.reopen(open.id, open.version, None).await.unwrap(),
+        ReopenOutcome::Changed(_)
+    ));
+    let ReopenOutcome::Reopened(back) =
+        store.reopen(closed.id, closed.version, None).await.unwrap()
+    else {
+        panic!("expected Reopened")
+    };
+    assert_eq!(back.status, InteractionStatus::Open);
+    assert_eq!(back.owner, None);
+    assert!(back.reopened && back.unread);
+    assert_eq!(back.closed_at, None);
+    assert_eq!(back.disposition, None);
+    assert_eq!(
+        store
+            .waiting_interactions(back.queue)
+            .await
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect::<Vec<_>>(),
+        vec![back.id]
+    );
+    let again = store
+        .close_interaction(back.id, InteractionStatus::Closed, None)
+        .await
+        .unwrap();
+    let ReopenOutcome::Reopened(mine) = store
+        .reopen(again.id, again.version, Some(alice))
+        .await
+        .unwrap()
+    else {
+        panic!("expected Reopened")
+    };
+    assert_eq!(mine.owner, Some(alice));
+    assert_eq!(mine.first_agent, Some(alice));
+}
+
+pub(super) async fn reopen_to_an_agent_respects_capacity(store: &Store) {
+    let mut spec = agent_spec("solo");
+    spec.capacity = 1;
+    let solo = store.upsert_agent(spec).await.unwrap().id;
+    let busy = interaction(store).await;
+    moved(
+        store
+            .transfer(busy.id, busy.version, TransferTarget::Agent(solo))
+            .await
+            .unwrap(),
+    );
+    let other = another(store, &busy, 0).await;
+    let closed = store
+        .close_interaction(other.id, InteractionStatus::Closed, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .reopen(closed.id, closed.version, Some(solo))
+            .await
+            .unwrap(),
+        ReopenOutcome::OverCapacity
+    );
+    assert_eq!(
+        store.interaction(closed.id).await.unwrap().status,
+        InteractionStatus::Closed
+    );
+}
+
+pub(super) async fn dispositions_form_a_tree_of_three_levels(store: &Store) {
+    let sales = store.create_disposition("Sales", None).await.unwrap();
+    assert_eq!((sales.level, sales.parent), (1, None));
+    let lost = store
+        .create_disposition(" Lost ", Some(sales.id))
+        .await
+        .unwrap();
+    assert_eq!((lost.level, lost.name.as_str()), (2, "Lost"));
+    let price = store
+        .create_disposition("Price", Some(lost.id))
+        .await
+        .unwrap();
+    assert_eq!(price.level, 3);
+    assert_invalid(
+        store.create_disposition("Deeper", Some(price.id)).await,
+        "3 levels",
+    );
+    assert_invalid(store.create_disposition("  ", None).await, "1 to 100");
+    assert_conflict(store.create_disposition("Sales", None).await, "");
+    // The same name under another parent is fine.
+    store.create_disposition("Lost", None).await.unwrap();
+    assert_not_found(
+        store
+            .create_disposition("Orphan", Some(mailroom::domain::DispositionId(999_999)))
+            .await,
+        "parent disposition",
+    );
+    let names: Vec<(u8, String)> = store
+        .list_dispositions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.level, d.name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (1, "Lost".to_string()),
+            (1, "Sales".to_string()),
+            (2, "Lost".to_string()),
+            (3, "Price".to_string())
+        ]
+    );
+    // Deleting a node removes its subtree.
+    store.delete_disposition(sales.id).await.unwrap();
+    assert_eq!(store.list_dispositions().await.unwrap().len(), 1);
+    assert_not_found(store.delete_disposition(sales.id).await, "disposition");
 }
