@@ -39,6 +39,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub bootstrap: BootstrapSettings,
     pub permissions: PermissionSettings,
+    pub outbox: OutboxSettings,
     pub agents: Vec<AgentConfig>,
     pub queues: Vec<QueueSpec>,
     pub accounts: Vec<AccountSpec>,
@@ -106,6 +107,19 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// The outbox's retry schedule (`actors/sender.rs`): the first retry after
+/// `retry_first`, each next one after twice the previous delay, at most
+/// `retry_max` apart; a mail still not accepted `give_up_after` after it was
+/// queued is `failed`. `poll` is how often a sender looks for due mail
+/// besides being woken by a new one.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    pub retry_first: Duration,
+    pub retry_max: Duration,
+    pub give_up_after: Duration,
+    pub poll: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +268,7 @@ impl Settings {
                 "log",
                 "bootstrap",
                 "permissions",
+                "outbox",
                 "agents",
                 "queues",
                 "accounts",
@@ -361,6 +376,28 @@ impl Settings {
                 Some(roles)
             });
 
+        let outbox = r.section(
+            root,
+            "outbox",
+            &[
+                "retry_first_secs",
+                "retry_max_secs",
+                "give_up_after_secs",
+                "poll_secs",
+            ],
+        );
+        let mut outbox_secs = |key: &str| {
+            let v = r.req::<u32>(outbox, "outbox", key);
+            if v == Some(0) {
+                r.issue(format!("outbox.{key}"), "must be at least 1");
+            }
+            v.map(|s| Duration::from_secs(u64::from(s)))
+        };
+        let retry_first = outbox_secs("retry_first_secs");
+        let retry_max = outbox_secs("retry_max_secs");
+        let give_up_after = outbox_secs("give_up_after_secs");
+        let outbox_poll = outbox_secs("poll_secs");
+
         let agents = r.list(root, "agents", Reader::agent);
         let queues = r.list(root, "queues", Reader::queue);
         let accounts = r.list(root, "accounts", Reader::account);
@@ -406,6 +443,12 @@ impl Settings {
             },
             bootstrap: BootstrapSettings {
                 admin_password_file: admin_file,
+            },
+            outbox: OutboxSettings {
+                retry_first: retry_first.ok_or_else(missing)?,
+                retry_max: retry_max.ok_or_else(missing)?,
+                give_up_after: give_up_after.ok_or_else(missing)?,
+                poll: outbox_poll.ok_or_else(missing)?,
             },
             permissions: PermissionSettings {
                 download_attachments: download_roles.ok_or_else(missing)?,

@@ -21,6 +21,7 @@ use tracing::info;
 use crate::actors::agent::{AgentHub, CloseCode};
 use crate::actors::mailbox::{MailboxDeps, MailboxRegistry};
 use crate::actors::queue::Routing;
+use crate::actors::sender::{SenderDeps, SenderRegistry};
 use crate::config::Settings;
 use crate::domain::threading::MessageIdSigner;
 use crate::http::state::AppState;
@@ -146,7 +147,20 @@ impl App {
                 url: redact_url(settings.store.url.expose()),
                 source,
             })?;
+        // Senders get their own thread too: SMTP I/O never delays ingest or
+        // an agent's frames. Each picks up its account's queued mail at once
+        // (mail committed before a stop or a crash is delivered now).
+        let sender_arbiter = Arbiter::new();
+        let senders = SenderRegistry::new(
+            SenderDeps {
+                store: store.clone(),
+                hub: hub.clone(),
+                settings: settings.outbox.clone(),
+            },
+            sender_arbiter.handle(),
+        );
         for account in accounts {
+            senders.start(account.clone());
             mailboxes.start(account);
         }
         let listen = settings.http.listen;
@@ -156,6 +170,7 @@ impl App {
             presence,
             hub,
             mailboxes,
+            senders,
             queue_arbiter: queue_arbiter.handle(),
             signer,
             metrics,
@@ -188,6 +203,7 @@ impl App {
         .run();
         let mut arbiters = arbiters;
         arbiters.push(mail_arbiter);
+        arbiters.push(sender_arbiter);
         arbiters.push(queue_arbiter);
         Ok(App {
             server,
@@ -236,6 +252,8 @@ impl App {
         // Mailboxes stop between mails: a commit in flight completes (the
         // watermark moves with it), nothing half-done is left.
         state.mailboxes.stop_all();
+        // Senders stop between attempts; a mail in flight is recorded.
+        state.senders.stop_all();
         // Graceful: stop accepting, let requests in flight (and the close
         // frames just queued) finish, up to shutdown_timeout. The server
         // future processes the stop command itself, so it must be polled

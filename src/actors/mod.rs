@@ -15,3 +15,4 @@
 pub mod agent;
 pub mod mailbox;
 pub mod queue;
+pub mod sender;

@@ -304,6 +304,7 @@ pub async fn create_account(
     let account = state.store.create_account(spec).await?;
     // Persisted first; the mailbox starts from the stored account.
     state.mailboxes.start(account.clone());
+    state.senders.start(account.clone());
     info!(admin = %caller.agent.id, account = %account.key, "account created");
     Ok(HttpResponse::Created().json(account))
 }
@@ -354,6 +355,7 @@ pub async fn update_account(
     let account = state.store.update_account(existing.id, spec).await?;
     // A changed server, folder or password takes effect now: restart.
     state.mailboxes.start(account.clone());
+    state.senders.start(account.clone());
     info!(admin = %caller.agent.id, account = %account.key, "account updated");
     Ok(HttpResponse::Ok().json(account))
 }
@@ -374,6 +376,7 @@ pub async fn delete_account(
         .await?;
     state.store.delete_account(existing.id).await?;
     state.mailboxes.stop(existing.id);
+    state.senders.stop(existing.id);
     info!(admin = %caller.agent.id, account = %existing.key, "account deleted");
     Ok(HttpResponse::NoContent().finish())
 }

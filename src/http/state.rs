@@ -19,6 +19,8 @@ pub struct AppState {
     pub presence: Presence,
     pub hub: AgentHub,
     pub mailboxes: MailboxRegistry,
+    /// The outbox senders, one per account (woken after each compose).
+    pub senders: crate::actors::sender::SenderRegistry,
     /// The thread queue actors run on (admin changes restart them there).
     pub queue_arbiter: actix::ArbiterHandle,
     /// Signs and verifies our Message-IDs (one secret per deployment).

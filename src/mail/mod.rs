@@ -9,6 +9,7 @@
 //!
 //! Later: `build.rs` (MIME for outgoing mail) and `smtp.rs` (the outbox sender).
 
+pub mod compose;
 pub mod imap;
 pub mod parse;
 
