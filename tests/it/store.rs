@@ -27,6 +27,7 @@ mod agents;
 mod bookkeeping;
 mod ingest;
 mod interactions;
+mod outbox;
 mod queues;
 mod routing;
 mod threading;
@@ -37,6 +38,7 @@ use agents::*;
 use bookkeeping::*;
 use ingest::*;
 use interactions::*;
+use outbox::*;
 use queues::*;
 use routing::*;
 use threading::*;
@@ -298,6 +300,12 @@ macro_rules! contract_for {
                 transfer_needs_the_expected_version_and_an_open_interaction,
                 transfer_to_an_agent_respects_capacity,
                 closing_rescinds_live_offers,
+                uploads_belong_to_their_uploader_until_used,
+                enqueue_commits_the_message_its_files_and_its_outbox_row,
+                enqueue_needs_an_open_interaction_still_owned_by_the_author,
+                new_mail_starts_an_owned_interaction_with_the_recipients_contact,
+                a_claim_is_a_lease_that_one_sender_gets,
+                outcomes_land_on_the_outbox_row_and_the_message,
                 reopen_to_the_queue_or_to_an_agent,
                 reopen_to_an_agent_respects_capacity,
                 dispositions_form_a_tree_of_three_levels,
@@ -330,6 +338,7 @@ macro_rules! contract_for {
                 concurrent_replies_to_a_closed_thread_make_one_thread_2,
                 fifty_concurrent_accepts_have_exactly_one_winner,
                 concurrent_transfers_never_exceed_capacity,
+                twenty_concurrent_claims_of_one_row_have_one_winner,
                 concurrent_draft_saves_leave_one_owner,
                 concurrent_tag_sets_never_mix,
             ],
