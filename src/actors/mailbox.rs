@@ -26,8 +26,8 @@ use utoipa::ToSchema;
 
 use crate::actors::agent::AgentHub;
 use crate::actors::queue::Origin;
+use crate::domain::AccountId;
 use crate::domain::threading::{MessageIdSigner, reply_refs};
-use crate::domain::{AccountId, InteractionId};
 use crate::mail::imap::{FetchedMail, IdleOutcome, IdleStop, ImapConfig, ImapError, ImapSession};
 use crate::mail::parse::parse;
 use crate::store::{
@@ -568,20 +568,34 @@ impl Session {
                 message,
             } => {
                 debug!(account = %key, interaction = %interaction.id, message = %message, "reply appended");
-                if let Some(owner) = interaction.owner {
-                    self.deps
-                        .hub
-                        .push(owner, message_added(interaction.id, *message));
+                if interaction.owner.is_some() {
+                    // Reading what the frames show is I/O: off the mailbox's
+                    // loop, so the next mail is not held up by it.
+                    let (store, hub) = (self.deps.store.clone(), self.deps.hub.clone());
+                    let (id, message) = (interaction.id, *message);
+                    actix::spawn(async move {
+                        if let Err(e) =
+                            crate::http::views::announce_message(&store, &hub, id, message).await
+                        {
+                            warn!(interaction = %id, error = %e, "could not announce a new message");
+                        }
+                    });
                 }
             }
             IngestOutcome::Bounced {
                 interaction: Some(interaction),
                 ..
             } => {
-                if let Some(owner) = interaction.owner {
-                    self.deps
-                        .hub
-                        .push(owner, interaction_updated(interaction.id));
+                if interaction.owner.is_some() {
+                    let (store, hub) = (self.deps.store.clone(), self.deps.hub.clone());
+                    let id = interaction.id;
+                    actix::spawn(async move {
+                        if let Err(e) =
+                            crate::http::views::announce_interaction(&store, &hub, id).await
+                        {
+                            warn!(interaction = %id, error = %e, "could not announce a bounce");
+                        }
+                    });
                 }
             }
             _ => {}
@@ -596,22 +610,6 @@ impl Session {
                 outcome,
             });
         }
-    }
-}
-
-fn message_added(
-    interaction: InteractionId,
-    message: crate::domain::MessageId,
-) -> crate::http::ws::protocol::ServerFrame {
-    crate::http::ws::protocol::ServerFrame::MessageAdded {
-        interaction_id: interaction,
-        message: serde_json::json!({ "id": message }),
-    }
-}
-
-fn interaction_updated(interaction: InteractionId) -> crate::http::ws::protocol::ServerFrame {
-    crate::http::ws::protocol::ServerFrame::InteractionUpdated {
-        interaction: serde_json::json!({ "id": interaction }),
     }
 }
 

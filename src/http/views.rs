@@ -107,3 +107,51 @@ pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<Int
         continued_in: i.continued_in,
     })
 }
+
+/// Tell an interaction's owner (every tab) what a new message changed: the
+/// message as the API shows it to them (`message_added`), then the
+/// interaction's new state (`interaction_updated`). For ingest, which
+/// commits first and announces after (invariant 3). Nothing to do when the
+/// interaction has no owner (its queue offers it instead).
+pub async fn announce_message(
+    store: &Store,
+    hub: &crate::actors::agent::AgentHub,
+    interaction: InteractionId,
+    message: crate::domain::MessageId,
+) -> StoreResult<()> {
+    use crate::http::ws::protocol::ServerFrame;
+    let i = store.interaction(interaction).await?;
+    let Some(owner) = i.owner else { return Ok(()) };
+    let reader = store.agent(owner).await?;
+    let messages = store.messages(interaction).await?;
+    if let Some(m) = messages.iter().find(|m| m.id == message) {
+        let json = crate::http::interactions::message_view(m, &reader)
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        hub.push(
+            owner,
+            ServerFrame::MessageAdded {
+                interaction_id: interaction,
+                message: json,
+            },
+        );
+    }
+    let view = interaction_view(store, &i).await?;
+    let json = serde_json::to_value(&view).map_err(|e| StoreError::Task(e.to_string()))?;
+    hub.push(owner, ServerFrame::InteractionUpdated { interaction: json });
+    Ok(())
+}
+
+/// Tell an interaction's owner its new state (`interaction_updated`).
+pub async fn announce_interaction(
+    store: &Store,
+    hub: &crate::actors::agent::AgentHub,
+    interaction: InteractionId,
+) -> StoreResult<()> {
+    use crate::http::ws::protocol::ServerFrame;
+    let i = store.interaction(interaction).await?;
+    let Some(owner) = i.owner else { return Ok(()) };
+    let view = interaction_view(store, &i).await?;
+    let json = serde_json::to_value(&view).map_err(|e| StoreError::Task(e.to_string()))?;
+    hub.push(owner, ServerFrame::InteractionUpdated { interaction: json });
+    Ok(())
+}

@@ -414,3 +414,87 @@ async fn an_account_added_through_the_api_starts_reading_at_once_and_stops_when_
     );
     assert!(app.app.state.mailboxes.status(account.id).is_none());
 }
+
+/// The owner of an interaction hears a customer's reply at once: the whole
+/// message as the API shows it (`message_added`), then the interaction, now
+/// unread (`interaction_updated`).
+#[tokio::test]
+async fn the_owner_hears_a_reply_with_the_message_and_the_new_state() {
+    use crate::support::app::next_frame;
+    let mailbox = fresh_address("support");
+    let customer = fresh_address("kim");
+    let app = app_with_account(Backend::Sqlite, &mailbox, "").await;
+    let token = app.login("alice").await;
+    let (mut ws, _) = app.ws(&token).await;
+    let first = id("k1");
+    smtp_send(
+        &customer,
+        &[&mailbox],
+        &mail(&customer, &mailbox, "Delivery", &first, "", "Where is it?"),
+    )
+    .await;
+    // alice takes the offer.
+    let offer = loop {
+        let f = next_frame(&mut ws).await;
+        if f["type"] == "offer" {
+            break f;
+        }
+    };
+    crate::support::app::send_frame(
+        &mut ws,
+        serde_json::json!({"type": "accept", "offer_id": offer["offer_id"]}),
+    )
+    .await;
+    // Opening it marks it read.
+    let res = app
+        .get(
+            &token,
+            &format!(
+                "/api/v1/interactions/{}",
+                offer["interaction_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let opened: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(opened["unread"], false);
+    assert_eq!(opened["owner"], "alice");
+    assert_eq!(opened["messages"].as_array().unwrap().len(), 1);
+
+    smtp_send(
+        &customer,
+        &[&mailbox],
+        &mail(
+            &customer,
+            &mailbox,
+            "Re: Delivery",
+            &id("k2"),
+            &format!("In-Reply-To: <{first}>\r\n"),
+            "Still waiting.",
+        ),
+    )
+    .await;
+    let added = loop {
+        let f = next_frame(&mut ws).await;
+        if f["type"] == "message_added" {
+            break f;
+        }
+    };
+    assert_eq!(added["interaction_id"], offer["interaction_id"]);
+    assert_eq!(added["message"]["direction"], "in");
+    assert!(
+        added["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Still waiting."),
+        "{added}"
+    );
+    let updated = loop {
+        let f = next_frame(&mut ws).await;
+        if f["type"] == "interaction_updated" {
+            break f;
+        }
+    };
+    assert_eq!(updated["interaction"]["id"], offer["interaction_id"]);
+    assert_eq!(updated["interaction"]["unread"], true);
+}
