@@ -260,6 +260,8 @@ install_missing() {
     pkgs+=(postfix)
   fi
   command -v openssl >/dev/null || pkgs+=(openssl)
+  # The PDF transcript tests read the PDFs back with pdftotext.
+  command -v pdftotext >/dev/null || pkgs+=(poppler-utils)
   [[ ${#pkgs[@]} -gt 0 ]] || return 0
 
   log "installing: ${pkgs[*]}"
