@@ -59,41 +59,83 @@ async fn username(store: &Store, id: Option<AgentId>) -> StoreResult<Option<Stri
     }
 }
 
-pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<InteractionView> {
-    let account = match store.account(i.account).await {
-        Ok(a) => a.key,
-        Err(StoreError::NotFound(_)) => i.account.to_string(),
-        Err(e) => return Err(e),
-    };
-    let queue = match store.queue(i.queue).await {
-        Ok(q) => q.name,
-        Err(StoreError::NotFound(_)) => i.queue.to_string(),
-        Err(e) => return Err(e),
-    };
-    let contact = match i.contact {
-        Some(c) => match store.contact(c).await {
-            Ok(c) => Some(ContactView {
-                id: c.id,
-                email: c.emails.first().cloned(),
-                first_name: c.first_name,
-                last_name: c.last_name,
-            }),
-            Err(StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e),
-        },
-        None => None,
-    };
-    Ok(InteractionView {
+/// Views of many interactions (a list page): accounts, queues and agents
+/// are read once for the page, not once per item.
+pub async fn interaction_views(
+    store: &Store,
+    items: &[Interaction],
+) -> StoreResult<Vec<InteractionView>> {
+    use std::collections::HashMap;
+    let accounts: HashMap<_, _> = store
+        .list_accounts()
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.key))
+        .collect();
+    let queues: HashMap<_, _> = store
+        .list_queues()
+        .await?
+        .into_iter()
+        .map(|q| (q.id, q.name))
+        .collect();
+    let agents: HashMap<_, _> = store
+        .list_agents()
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a.username))
+        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        let name = |id: Option<AgentId>| {
+            id.map(|a| agents.get(&a).cloned().unwrap_or_else(|| a.to_string()))
+        };
+        let mut view = base_view(i, name(i.owner), name(i.first_agent));
+        view.account = accounts
+            .get(&i.account)
+            .cloned()
+            .unwrap_or_else(|| i.account.to_string());
+        view.queue = queues
+            .get(&i.queue)
+            .cloned()
+            .unwrap_or_else(|| i.queue.to_string());
+        view.contact = contact_view(store, i.contact).await?;
+        view.tags = store.interaction_tags(i.id).await?;
+        out.push(view);
+    }
+    Ok(out)
+}
+
+async fn contact_view(store: &Store, id: Option<ContactId>) -> StoreResult<Option<ContactView>> {
+    let Some(id) = id else { return Ok(None) };
+    match store.contact(id).await {
+        Ok(c) => Ok(Some(ContactView {
+            id: c.id,
+            email: c.emails.first().cloned(),
+            first_name: c.first_name,
+            last_name: c.last_name,
+        })),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Everything but the names that need a lookup.
+fn base_view(
+    i: &Interaction,
+    owner: Option<String>,
+    first_agent: Option<String>,
+) -> InteractionView {
+    InteractionView {
         id: i.id,
-        account,
-        queue,
+        account: String::new(),
+        queue: String::new(),
         subject: i.subject.clone(),
         status: i.status,
         substatus: i.substatus.clone(),
-        owner: username(store, i.owner).await?,
-        first_agent: username(store, i.first_agent).await?,
-        contact,
-        tags: store.interaction_tags(i.id).await?,
+        owner,
+        first_agent,
+        contact: None,
+        tags: Vec::new(),
         unread: i.unread,
         unread_count: i.unread_count,
         reopened: i.reopened,
@@ -105,7 +147,30 @@ pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<Int
         last_message: i.last_message.clone(),
         continues: i.continues,
         continued_in: i.continued_in,
-    })
+    }
+}
+
+pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<InteractionView> {
+    let account = match store.account(i.account).await {
+        Ok(a) => a.key,
+        Err(StoreError::NotFound(_)) => i.account.to_string(),
+        Err(e) => return Err(e),
+    };
+    let queue = match store.queue(i.queue).await {
+        Ok(q) => q.name,
+        Err(StoreError::NotFound(_)) => i.queue.to_string(),
+        Err(e) => return Err(e),
+    };
+    let mut view = base_view(
+        i,
+        username(store, i.owner).await?,
+        username(store, i.first_agent).await?,
+    );
+    view.account = account;
+    view.queue = queue;
+    view.contact = contact_view(store, i.contact).await?;
+    view.tags = store.interaction_tags(i.id).await?;
+    Ok(view)
 }
 
 /// Tell an interaction's owner (every tab) what a new message changed: the

@@ -34,6 +34,7 @@ mod common;
 mod dispositions;
 mod downloads;
 mod ingest;
+pub mod listing;
 mod mbox;
 mod outbox;
 pub mod postgres;

@@ -14,6 +14,7 @@
 //! - `desk`: drafts, notes, tags, sub-status, unread.
 //! - `downloads`: attachments, `.eml`, zip, PDF transcripts, canned answers.
 //! - `permissions`: who may do what, as a matrix over every interaction endpoint.
+//! - `listing`: the interactions list: scopes, filters, read rights in the query, the cursor.
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
@@ -28,6 +29,7 @@ mod fuzz;
 mod imap;
 mod ingest;
 mod ingest_faults;
+mod listing;
 mod permissions;
 mod presence;
 mod routing;

@@ -19,6 +19,7 @@ mod dispositions;
 mod downloads;
 mod ingest;
 mod interactions;
+mod listing;
 mod messages;
 mod outbox;
 mod queues;

@@ -1,0 +1,291 @@
+//! `GET /api/v1/interactions`: scopes, filters, read rights inside the
+//! query, newest activity first, and the cursor. Every test on both stores.
+
+use std::collections::HashSet;
+
+use mailroom::domain::{AgentId, InteractionId, InteractionStatus};
+use mailroom::store::{ClaimOutcome, Interaction, NewInteraction, Store};
+use serde_json::Value;
+
+use crate::support::app::{Backend, Options, TestApp, spawn_app};
+
+/// Queues `support` (alice, bob) and `billing` (carol), one account each.
+fn config() -> String {
+    let account = |key: &str, queue: &str| {
+        format!(
+            "[[accounts]]\nkey = \"{key}\"\naddress = \"{}@example.test\"\nqueue = \"{queue}\"\n\
+             imap = {{ host = \"127.0.0.1\", port = 1, tls = \"none\", username = \"u\", password = \"p\" }}\n\
+             smtp = {{ host = \"127.0.0.1\", port = 1, tls = \"none\", username = \"u\", password = \"p\" }}\n",
+            key.to_lowercase()
+        )
+    };
+    format!(
+        "[[agents]]\nusername = \"carol\"\npassword = \"pw-carol\"\nname = \"Carol\"\nrole = \"agent\"\ncapacity = 10\n\
+         [[queues]]\nname = \"support\"\nagents = [\"alice\", \"bob\"]\n\
+         [[queues]]\nname = \"billing\"\nagents = [\"carol\"]\n{}{}",
+        account("SERV", "support"),
+        account("BILL", "billing")
+    )
+}
+
+async fn app(backend: Backend) -> TestApp {
+    spawn_app(Options {
+        backend,
+        extra: config(),
+        ..Options::default()
+    })
+    .await
+}
+
+async fn create(store: &Store, key: &str, subject: &str) -> Interaction {
+    let account = store.account_by_key(key).await.unwrap();
+    store
+        .create_interaction(NewInteraction {
+            account: account.id,
+            queue: account.queue_id,
+            subject: subject.into(),
+            contact: None,
+            priority: 0,
+        })
+        .await
+        .unwrap()
+}
+
+async fn claim(store: &Store, i: &Interaction, agent: AgentId) -> Interaction {
+    match store.claim(i.id, agent, i.version).await.unwrap() {
+        ClaimOutcome::Won(i) => i,
+        lost => panic!("{lost:?}"),
+    }
+}
+
+async fn list(app: &TestApp, token: &str, query: &str) -> (u16, Value) {
+    let res = app
+        .get(token, &format!("/api/v1/interactions?{query}"))
+        .await;
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+/// The subjects of a successful page.
+async fn subjects(app: &TestApp, token: &str, query: &str) -> Vec<String> {
+    let (status, body) = list(app, token, query).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["subject"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Agents see their own work by default, their queues' with `scope=all`,
+/// and never another queue's; supervisors see everything.
+async fn scopes_and_read_rights(backend: Backend) {
+    let app = app(backend).await;
+    let store = app.app.state.store.clone();
+    let alice = store.agent_by_username("alice").await.unwrap().id;
+    let carol = store.agent_by_username("carol").await.unwrap().id;
+    let mine = create(&store, "SERV", "alice's").await;
+    claim(&store, &mine, alice).await;
+    create(&store, "SERV", "waiting in support").await;
+    let billing = create(&store, "BILL", "carol's").await;
+    claim(&store, &billing, carol).await;
+    create(&store, "BILL", "waiting in billing").await;
+
+    let alice_t = app.login("alice").await;
+    assert_eq!(subjects(&app, &alice_t, "").await, ["alice's"]);
+    assert_eq!(
+        sorted(subjects(&app, &alice_t, "scope=all").await),
+        ["alice's", "waiting in support"]
+    );
+    assert_eq!(
+        subjects(&app, &alice_t, "scope=unassigned").await,
+        ["waiting in support"]
+    );
+    // bob: same queue, owns nothing.
+    let bob_t = app.login("bob").await;
+    assert!(subjects(&app, &bob_t, "").await.is_empty());
+    assert_eq!(subjects(&app, &bob_t, "scope=all").await.len(), 2);
+    // A filter cannot widen the rights: billing's account is not alice's.
+    assert!(
+        subjects(&app, &alice_t, "scope=all&account=BILL")
+            .await
+            .is_empty()
+    );
+    let sup_t = app.login("sup").await;
+    assert_eq!(subjects(&app, &sup_t, "").await.len(), 4);
+    assert_eq!(
+        sorted(subjects(&app, &sup_t, "scope=unassigned").await),
+        ["waiting in billing", "waiting in support"]
+    );
+    // An agent who handled an interaction keeps seeing it after it moved
+    // away: carol's interaction transferred to support.
+    let moved = store.interaction(billing.id).await.unwrap();
+    store
+        .transfer(
+            moved.id,
+            moved.version,
+            mailroom::store::TransferTarget::Queue(
+                store.queue_by_name("support").await.unwrap().id,
+            ),
+        )
+        .await
+        .unwrap();
+    let carol_t = app.login("carol").await;
+    assert!(
+        subjects(&app, &carol_t, "scope=all")
+            .await
+            .contains(&"carol's".to_string())
+    );
+}
+
+async fn filters(backend: Backend) {
+    let app = app(backend).await;
+    let store = app.app.state.store.clone();
+    let alice = store.agent_by_username("alice").await.unwrap().id;
+    let a = create(&store, "SERV", "open unread").await;
+    let b = create(&store, "SERV", "closed one").await;
+    let b = claim(&store, &b, alice).await;
+    store
+        .close_interaction(b.id, InteractionStatus::Closed, None)
+        .await
+        .unwrap();
+    let c = create(&store, "BILL", "never taken").await;
+    store
+        .close_interaction(c.id, InteractionStatus::ClosedUnmanaged, None)
+        .await
+        .unwrap();
+    store.create_tag("vip").await.unwrap();
+    store.create_tag("refund").await.unwrap();
+    store
+        .set_interaction_tags(a.id, vec!["vip".into()])
+        .await
+        .unwrap();
+    let sup = app.login("sup").await;
+
+    assert_eq!(subjects(&app, &sup, "status=open").await, ["open unread"]);
+    assert_eq!(subjects(&app, &sup, "status=closed").await, ["closed one"]);
+    assert_eq!(
+        subjects(&app, &sup, "status=closed_unmanaged").await,
+        ["never taken"]
+    );
+    assert_eq!(subjects(&app, &sup, "account=BILL").await, ["never taken"]);
+    assert_eq!(subjects(&app, &sup, "queue=billing").await, ["never taken"]);
+    assert_eq!(subjects(&app, &sup, "agent=alice").await, ["closed one"]);
+    assert_eq!(
+        subjects(&app, &sup, "tag=refund&tag=vip").await,
+        ["open unread"]
+    );
+    assert!(subjects(&app, &sup, "tag=refund").await.is_empty());
+    // A brand-new interaction is not unread until mail arrives in it.
+    assert_eq!(subjects(&app, &sup, "unread=false").await.len(), 3);
+    let future = "2999-01-01T00:00:00Z";
+    assert!(
+        subjects(&app, &sup, &format!("from={future}"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(subjects(&app, &sup, &format!("to={future}")).await.len(), 3);
+    // Each item has the list's fields.
+    let (_, body) = list(&app, &sup, "status=open").await;
+    let item = &body["items"][0];
+    assert_eq!(item["account"], "SERV");
+    assert_eq!(item["queue"], "support");
+    assert_eq!(item["tags"], serde_json::json!(["vip"]));
+    assert!(item["id"].is_string());
+
+    // Hostile values are values: no match, no error.
+    for hostile in [
+        "x'%20OR%20'1'='1",
+        "%25",
+        "_",
+        "%5C",
+        "DROP%20TABLE%20interactions",
+    ] {
+        assert!(
+            subjects(&app, &sup, &format!("account={hostile}&tag={hostile}"))
+                .await
+                .is_empty()
+        );
+    }
+    // Bad parameters: one 400 naming each problem.
+    let (status, body) = list(
+        &app,
+        &sup,
+        "scope=everyone&status=gone&limit=0&from=yesterday&colour=red",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let message = body["error"]["message"].as_str().unwrap();
+    for part in ["scope", "status", "limit", "from", "colour"] {
+        assert!(message.contains(part), "{message}");
+    }
+    let (status, _) = list(&app, &sup, "cursor=garbage").await;
+    assert_eq!(status, 400);
+}
+
+/// Seven interactions, three per page: every one exactly once, newest
+/// activity first, and a null cursor on the last page.
+async fn pages_follow_the_cursor(backend: Backend) {
+    let app = app(backend).await;
+    let store = app.app.state.store.clone();
+    let mut made: Vec<InteractionId> = Vec::new();
+    for n in 0..7 {
+        made.push(create(&store, "SERV", &format!("n{n}")).await.id);
+    }
+    let sup = app.login("sup").await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit=3&cursor={c}"),
+            None => "limit=3".into(),
+        };
+        let (status, body) = list(&app, &sup, &query).await;
+        assert_eq!(status, 200, "{body}");
+        pages += 1;
+        for item in body["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+        }
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "the cursor never ends");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7);
+    // Newest first: created one after another, so ids descend.
+    let expected: Vec<String> = made.iter().rev().map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected);
+}
+
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::support::app::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::support::app::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(scopes_and_read_rights, filters, pages_follow_the_cursor);
