@@ -4,8 +4,8 @@
 //! (HTML sanitised, a text alternative made, the signature appended), and
 //! the MIME built with lettre. Pure: no I/O.
 
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox as LettreMailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox as LettreMailbox, MultiPart, SinglePart};
 
 use super::Mailbox;
 use super::parse::{html_to_text, sanitize_html};
@@ -310,9 +310,13 @@ pub fn build_mime(parts: &MailParts) -> Result<Vec<u8>, ComposeError> {
             let content_type = ContentType::parse(&file.content_type)
                 .or_else(|_| ContentType::parse("application/octet-stream"))
                 .map_err(|e| ComposeError::Build(format!("content type: {e}")))?;
-            mixed = mixed.singlepart(
-                Attachment::new(file.filename.clone()).body(file.data.clone(), content_type),
-            );
+            // Always base64: lettre would pick 7bit or quoted-printable for
+            // data that looks like text and normalise its line ends, and a
+            // file must arrive byte for byte.
+            let body = Body::new_with_encoding(file.data.clone(), ContentTransferEncoding::Base64)
+                .map_err(|_| ComposeError::Build("an attachment cannot be encoded".into()))?;
+            mixed =
+                mixed.singlepart(Attachment::new(file.filename.clone()).body(body, content_type));
         }
         builder.multipart(mixed)
     }
@@ -410,7 +414,7 @@ mod tests {
             attachments: vec![OutgoingFile {
                 filename: "a.pdf".into(),
                 content_type: "application/pdf".into(),
-                data: b"%PDF-1.4".to_vec(),
+                data: b"%PDF-1.4\nline".to_vec(),
             }],
         };
         let raw = build_mime(&parts).unwrap();
@@ -428,7 +432,10 @@ mod tests {
         assert_eq!(parsed.to[0].address, "jane@example.test");
         assert_eq!(parsed.cc[0].address, "cc@example.test");
         assert_eq!(parsed.attachments.len(), 1);
-        assert_eq!(parsed.attachments[0].data, b"%PDF-1.4");
+        assert_eq!(
+            parsed.attachments[0].data, b"%PDF-1.4\nline",
+            "byte for byte"
+        );
         assert!(parsed.text.contains("Hello"));
     }
 }
