@@ -402,9 +402,9 @@ fn until(at: DateTime<Utc>) -> Duration {
 
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{} h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else {
         format!("{s} s")
@@ -466,9 +466,12 @@ async fn append_sent(
 /// Starts, restarts and stops sender actors; the admin API calls it when an
 /// account is added, changed or removed. Compose wakes an account's sender
 /// through it after each commit.
+/// A running sender and the bell that wakes it.
+type Running = (Addr<SenderActor>, Arc<Notify>);
+
 #[derive(Clone)]
 pub struct SenderRegistry {
-    running: Arc<DashMap<AccountId, (Addr<SenderActor>, Arc<Notify>)>>,
+    running: Arc<DashMap<AccountId, Running>>,
     deps: SenderDeps,
     arbiter: ArbiterHandle,
 }
