@@ -292,13 +292,13 @@ pub(crate) fn attachment_json(ids: &[AttachmentId]) -> String {
 }
 
 pub(crate) fn not_attachable(id: AttachmentId) -> StoreError {
-    StoreError::Conflict(format!(
+    StoreError::Invalid(format!(
         "attachment {id} is neither your unused upload nor a file of this interaction"
     ))
 }
 
 pub(crate) fn not_an_upload(id: AttachmentId) -> StoreError {
-    StoreError::Conflict(format!(
+    StoreError::Invalid(format!(
         "attachment {id} is not an unused upload of yours (already used, or someone else's)"
     ))
 }
@@ -330,9 +330,9 @@ impl Store {
 
     /// Save `agent`'s draft on an open interaction under the rules of
     /// [`DraftSave`] (see the module docs). The HTML is sanitised first.
-    /// `Conflict` if the interaction is closed, or for an attachment that is
-    /// neither the agent's unused upload nor one of this interaction's
-    /// attachments.
+    /// `Conflict` if the interaction is closed; `Invalid` for an attachment
+    /// that is neither the agent's unused upload nor one of this
+    /// interaction's attachments.
     pub async fn save_draft(
         &self,
         interaction: InteractionId,
@@ -369,7 +369,7 @@ impl Store {
 
     /// Add a note (or, with `for_agent`, a supervisor's note for that
     /// agent). Never sent; the interaction itself is left as it is. Every
-    /// attachment must be an unused upload of the author (`Conflict`
+    /// attachment must be an unused upload of the author (`Invalid`
     /// otherwise, and nothing is written).
     pub async fn add_note(&self, note: NewNote) -> StoreResult<StoredMessage> {
         let mut seen = std::collections::HashSet::new();

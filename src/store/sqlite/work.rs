@@ -184,7 +184,11 @@ fn set_substatus_in(
     if let Some(name) = &substatus {
         let valid = names(tx, SUBSTATUSES, None)?;
         if !valid.contains(name) {
-            return Err(unknown_names("sub-status", &[name.clone()], &valid));
+            return Err(unknown_names(
+                "sub-status",
+                std::slice::from_ref(name),
+                &valid,
+            ));
         }
     }
     Ok(tx

@@ -348,7 +348,7 @@ pub(super) async fn draft_attachments_are_my_uploads(store: &Store) {
     );
     assert_eq!(d.content.attachments, vec![mine]);
     c.attachments = vec![mine, his];
-    assert_conflict(
+    assert_invalid(
         store.save_draft(open.id, alice.id, c, CHECK).await,
         &his.to_string(),
     );
@@ -443,8 +443,8 @@ pub(super) async fn a_note_carries_the_authors_uploads(store: &Store) {
     assert_eq!(bytes, b"contents of photo.txt");
 
     // Used already / someone else's: refused, nothing written.
-    assert_conflict(store.add_note(note(vec![photo])).await, &photo.to_string());
-    assert_conflict(store.add_note(note(vec![his])).await, &his.to_string());
+    assert_invalid(store.add_note(note(vec![photo])).await, &photo.to_string());
+    assert_invalid(store.add_note(note(vec![his])).await, &his.to_string());
     assert_eq!(store.messages(open.id).await.unwrap(), vec![with]);
 }
 
