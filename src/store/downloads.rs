@@ -92,7 +92,10 @@ impl Store {
 
     /// The author and addressee agents of every message of an interaction,
     /// in the order of [`Store::messages`]. `NotFound` for an unknown interaction.
-    pub async fn message_agents(&self, interaction: InteractionId) -> StoreResult<Vec<MessageAgents>> {
+    pub async fn message_agents(
+        &self,
+        interaction: InteractionId,
+    ) -> StoreResult<Vec<MessageAgents>> {
         dispatch!(self.message_agents(interaction))
     }
 

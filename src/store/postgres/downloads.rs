@@ -119,7 +119,12 @@ impl PgStore {
     pub async fn list_canned_answers(&self) -> StoreResult<Vec<CannedAnswer>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(LIST_CANNED).await?;
-        client.query(&stmt, &[]).await?.iter().map(canned_row).collect()
+        client
+            .query(&stmt, &[])
+            .await?
+            .iter()
+            .map(canned_row)
+            .collect()
     }
 
     pub async fn canned_answer(&self, id: i64) -> StoreResult<CannedAnswer> {
