@@ -55,6 +55,7 @@ fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
         tags: Vec::new(),
         from: None,
         to: None,
+        q: None,
         cursor: None,
         limit: 50,
     };
@@ -100,10 +101,16 @@ fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
                 Ok(n) if (1..=500).contains(&n) => f.limit = n,
                 _ => errors.push(format!("limit: `{v}` (1 to 500)")),
             },
-            "q" => errors.push("q: search arrives with issue #6's search".into()),
+            "q" => {
+                if v.chars().count() > 200 {
+                    errors.push("q: at most 200 characters".into());
+                } else {
+                    f.q = Some(v.to_string());
+                }
+            }
             "token" => {}
             other => errors.push(format!(
-                "unknown parameter `{other}` (valid: scope, status, substatus, unread, account, queue, agent, tag, from, to, cursor, limit)"
+                "unknown parameter `{other}` (valid: q, scope, status, substatus, unread, account, queue, agent, tag, from, to, cursor, limit)"
             )),
         }
     }
@@ -128,6 +135,7 @@ fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
         ("tag" = Option<Vec<String>>, Query, description = "repeatable: any of"),
         ("from" = Option<String>, Query, description = "created at or after (RFC 3339)"),
         ("to" = Option<String>, Query, description = "created before (RFC 3339)"),
+        ("q" = Option<String>, Query, description = "search: the id exactly, words (prefixes) of the subject or of any message, the contact's names or email"),
         ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
     ),
     responses((status = 200, body = InteractionList), (status = 400, body = ErrorBody)))]

@@ -58,9 +58,24 @@ pub struct ListFilter {
     pub from: Option<DateTime<Utc>>,
     /// Created before.
     pub to: Option<DateTime<Utc>>,
+    /// Search: the interaction's id exactly, words in its subject or in any
+    /// of its messages (subject and text), or its contact's names or email.
+    pub q: Option<String>,
     pub cursor: Option<Cursor>,
     /// 1 to 500.
     pub limit: u32,
+}
+
+/// The words of a search: runs of letters and digits, lower-cased. Every
+/// word must match (as a prefix of a word) for a text to match. Only
+/// letters and digits survive, so nothing of the search syntax of either
+/// store can be injected.
+pub fn search_words(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// Where a page ended: the last item's activity time and id.
@@ -204,6 +219,9 @@ pub(crate) fn list_sql(f: &ListFilter, dialect: Dialect) -> (String, Vec<Arg>) {
         let p = arg(Arg::Time(t), &mut args);
         conds.push(format!("i.created_at < {p}"));
     }
+    if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        conds.push(search_sql(q, dialect, &mut |a| arg(a, &mut args)));
+    }
     if let Some(c) = f.cursor {
         let at = arg(Arg::Time(c.updated_at), &mut args);
         let id = arg(Arg::Int(c.id.0), &mut args);
@@ -221,6 +239,64 @@ pub(crate) fn list_sql(f: &ListFilter, dialect: Dialect) -> (String, Vec<Arg>) {
         format!("{filter}\nORDER BY i.updated_at DESC, i.id DESC\nLIMIT {limit}"),
         args,
     )
+}
+
+/// The search condition (see [`ListFilter::q`]).
+fn search_sql(q: &str, dialect: Dialect, arg: &mut dyn FnMut(Arg) -> String) -> String {
+    let mut any: Vec<String> = Vec::new();
+    if let Ok(id) = q.parse::<i64>() {
+        let p = arg(Arg::Int(id));
+        any.push(format!("i.id = {p}"));
+    }
+    let words = search_words(q);
+    if !words.is_empty() {
+        match dialect {
+            Dialect::Sqlite => {
+                // `"word"*` is a prefix query; the words are letters and
+                // digits only, so the quotes cannot be broken out of.
+                let query = words
+                    .iter()
+                    .map(|w| format!("\"{w}\"*"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let m = arg(Arg::Text(query));
+                any.push(format!(
+                    "i.id IN (SELECT rowid FROM interactions_fts WHERE interactions_fts MATCH {m})"
+                ));
+                any.push(format!(
+                    "i.id IN (SELECT ms.interaction_id FROM messages ms
+                              WHERE ms.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH {m}))"
+                ));
+                any.push(format!(
+                    "i.contact_id IN (SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH {m})"
+                ));
+            }
+            Dialect::Postgres => {
+                // The words go through the same unaccenting as the indexed
+                // text, then become `w1:* & w2:*` (prefix, all of them).
+                let t = arg(Arg::Text(words.join(" ")));
+                let tsq = format!(
+                    "to_tsquery('simple', regexp_replace(mailroom_search_text({t}), ' ', ':* & ', 'g') || ':*')"
+                );
+                any.push(format!("i.search @@ {tsq}"));
+                any.push(format!(
+                    "i.id IN (SELECT ms.interaction_id FROM messages ms WHERE ms.search @@ {tsq})"
+                ));
+                any.push(format!(
+                    "i.contact_id IN (SELECT c.id FROM contacts c WHERE c.search @@ {tsq})"
+                ));
+            }
+        }
+    }
+    let email = arg(Arg::Text(q.to_lowercase()));
+    let prefix = match dialect {
+        Dialect::Sqlite => format!("substr(ce.email, 1, length({email})) = {email}"),
+        Dialect::Postgres => format!("left(ce.email, length({email})) = {email}"),
+    };
+    any.push(format!(
+        "i.contact_id IN (SELECT ce.contact_id FROM contact_emails ce WHERE {prefix})"
+    ));
+    format!("({})", any.join("\n   OR "))
 }
 
 /// Split one extra row off a page: it only says there is a next page.
@@ -264,6 +340,7 @@ mod tests {
             tags: Vec::new(),
             from: None,
             to: None,
+            q: None,
             cursor: None,
             limit: 50,
         }

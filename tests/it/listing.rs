@@ -267,6 +267,130 @@ async fn pages_follow_the_cursor(backend: Backend) {
     assert_eq!(seen, expected);
 }
 
+/// A customer's mail, ingested as the mailbox would (this creates the
+/// contact from the display name). Returns the interaction's id.
+async fn mail(store: &Store, from: &str, subject: &str, body: &str) -> InteractionId {
+    let account = store.account_by_key("SERV").await.unwrap();
+    let raw = format!(
+        "From: {from}\r\nTo: Support <serv@example.test>\r\nSubject: {subject}\r\n\
+         Date: Thu, 13 Mar 2025 15:00:00 +0100\r\nMessage-ID: <{}@customer.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+        crate::support::app::rand_suffix()
+    )
+    .into_bytes();
+    let parsed = mailroom::mail::parse::parse(&raw).expect("the test mail parses");
+    match store
+        .ingest_mail(mailroom::store::IngestMail {
+            account: account.id,
+            account_key: account.key.clone(),
+            queue: account.queue_id,
+            position: None,
+            internal_date: None,
+            raw,
+            parsed,
+            refs: mailroom::domain::threading::ReplyRefs::default(),
+        })
+        .await
+        .unwrap()
+    {
+        mailroom::store::IngestOutcome::Created { interaction, .. } => interaction.id,
+        other => panic!("expected a new interaction, got {other:?}"),
+    }
+}
+
+/// Search finds by id, by words of the subject or of any message (prefixes,
+/// every word, accents and case folded), and by the contact's names or
+/// email; and finds the same on both stores (this test runs on each, with
+/// the same expectations).
+async fn search(backend: Backend) {
+    let app = app(backend).await;
+    let store = app.app.state.store.clone();
+    let invoice = mail(
+        &store,
+        "José Álvarez <jose.alvarez@customer.test>",
+        "Invoice 2025-117 is wrong",
+        "The total on my invoice should be 1.299,00 EUR, not 1.399,00.",
+    )
+    .await;
+    let crepes = mail(
+        &store,
+        "Zoë Müller <zoe@crepes.example>",
+        "Crème brûlée order",
+        "Where is the crème brûlée I ordered? Tracking: ZX-4411.",
+    )
+    .await;
+    let plain = create(&store, "SERV", "Password reset").await;
+    let sup = app.login("sup").await;
+    let find = |q: &str| {
+        let q = url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>();
+        let app = &app;
+        let sup = sup.clone();
+        async move {
+            let (status, body) = list(app, &sup, &format!("scope=all&q={q}")).await;
+            assert_eq!(status, 200, "{body}");
+            let mut ids: Vec<String> = body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let ids = |list: &[InteractionId]| {
+        let mut v: Vec<String> = list.iter().map(|i| i.to_string()).collect();
+        v.sort();
+        v
+    };
+    // The id, exactly (a number is also a word: texts with a word that
+    // starts with it match too).
+    assert!(
+        find(&plain.id.to_string())
+            .await
+            .contains(&plain.id.to_string())
+    );
+    assert_eq!(find("117").await, ids(&[invoice]));
+    // Subject words, any case, as prefixes; every word must match.
+    assert_eq!(find("invoice").await, ids(&[invoice]));
+    assert_eq!(find("INVO wrong").await, ids(&[invoice]));
+    assert!(find("invoice brûlée").await.is_empty());
+    assert_eq!(find("password").await, ids(&[plain.id]));
+    // Message text; accents folded both ways.
+    assert_eq!(find("creme brulee").await, ids(&[crepes]));
+    assert_eq!(find("crème").await, ids(&[crepes]));
+    assert_eq!(find("zx 4411").await, ids(&[crepes]));
+    assert_eq!(find("1.299").await, ids(&[invoice]));
+    // Contact names (accents folded) and email (a prefix).
+    assert_eq!(find("alvarez").await, ids(&[invoice]));
+    assert_eq!(find("Zoe Muller").await, ids(&[crepes]));
+    assert_eq!(find("zoe@crepes.example").await, ids(&[crepes]));
+    assert_eq!(find("jose.alv").await, ids(&[invoice]));
+    // Nothing, and hostile input, find nothing and break nothing.
+    assert!(find("nonexistentword").await.is_empty());
+    for hostile in [
+        "' OR 1=1 --",
+        "\"*",
+        "NEAR(a b)",
+        "a & b | !c",
+        "%",
+        "_",
+        "\\",
+        ":*",
+    ] {
+        let found = find(hostile).await;
+        assert!(found.len() <= 3, "{hostile}: {found:?}");
+    }
+    // Search combines with the other filters.
+    let (status, body) = list(&app, &sup, "scope=all&q=invoice&status=closed").await;
+    assert_eq!(status, 200);
+    assert!(body["items"].as_array().unwrap().is_empty());
+    // Agents search only what they may read.
+    let carol = app.login("carol").await;
+    let (_, body) = list(&app, &carol, "scope=all&q=invoice").await;
+    assert!(body["items"].as_array().unwrap().is_empty());
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -288,4 +412,9 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(scopes_and_read_rights, filters, pages_follow_the_cursor);
+on_both_stores!(
+    scopes_and_read_rights,
+    filters,
+    pages_follow_the_cursor,
+    search
+);
