@@ -948,6 +948,112 @@ async fn sending_rules_and_after(backend: Backend) {
     assert_eq!(inbox(&customer, 2).await.len(), 2);
 }
 
+/// `CREATE folder` in `address`'s mailbox, spoken by hand (the session has
+/// no CREATE: mailroom never creates folders).
+async fn create_folder(address: &str, folder: &str) {
+    let stream = TcpStream::connect(service_var("MAILROOM_TEST_IMAP_ADDR"))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut until_tagged = async |tag: &str| loop {
+        let line = lines.next_line().await.unwrap().expect("IMAP answers");
+        if line.starts_with(tag) {
+            assert!(line.starts_with(&format!("{tag} OK")), "{line}");
+            return;
+        }
+    };
+    let pw = mail_password();
+    for (tag, command) in [
+        ("a1", format!("a1 LOGIN \"{address}\" \"{pw}\"\r\n")),
+        ("a2", format!("a2 CREATE \"{folder}\"\r\n")),
+        ("a3", "a3 LOGOUT\r\n".to_string()),
+    ] {
+        write.write_all(command.as_bytes()).await.unwrap();
+        until_tagged(tag).await;
+    }
+}
+
+/// With `sent_folder` set, a copy of each sent mail is appended there.
+async fn a_sent_mail_is_copied_to_the_sent_folder(backend: Backend) {
+    let mailbox = fresh_address("support");
+    let customer = fresh_address("cust");
+    create_folder(&mailbox, "Sent").await;
+    let app = app(backend, &mailbox, &postfix(), "").await;
+    let token = app.login("admin").await;
+    // The account as configured, plus a Sent folder (through the admin API,
+    // which restarts its mailbox and sender).
+    let mut account: Value = app
+        .get(&token, "/api/v1/accounts/SERV")
+        .await
+        .json()
+        .await
+        .unwrap();
+    account["imap"]["sent_folder"] = json!("Sent");
+    account["imap"]["password"] = json!(mail_password());
+    account["smtp"]["password"] = json!("");
+    for key in ["id", "created_at", "updated_at", "import_since"] {
+        account.as_object_mut().unwrap().remove(key);
+    }
+    let options = account.as_object_mut().unwrap().remove("options").unwrap();
+    for key in ["subject_token", "signature"] {
+        if !options[key].is_null() {
+            account[key] = options[key].clone();
+        }
+    }
+    let res = app
+        .send_json(Method::PUT, &token, "/api/v1/accounts/SERV", account)
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    let alice = app.login("alice").await;
+    let (status, created) = post(
+        &app,
+        &alice,
+        "/api/v1/interactions",
+        json!({"account": "SERV", "to": [customer.clone()], "subject": "Copy me", "text": "Hello"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let ours = created["messages"][0]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    inbox(&customer, 1).await;
+    let imap = service_var("MAILROOM_TEST_IMAP_ADDR");
+    let (host, port) = imap.rsplit_once(':').unwrap();
+    let settings = ImapSettings {
+        host: host.into(),
+        port: port.parse().unwrap(),
+        tls: TlsMode::None,
+        username: mailbox.clone(),
+        folder: "Sent".into(),
+        accept_invalid_certs: false,
+        poll_secs: 60,
+        sent_folder: None,
+    };
+    let cfg = ImapConfig::from_settings(&settings, Secret::new(mail_password()));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut session = ImapSession::connect(&cfg, Duration::from_secs(10))
+            .await
+            .unwrap();
+        session.select("Sent").await.unwrap();
+        let mails = session.fetch_after(0, 10).await.unwrap();
+        session.logout().await;
+        if let Some(m) = mails.first() {
+            assert_eq!(
+                parse(&m.body).unwrap().message_id.as_deref(),
+                Some(ours.as_str())
+            );
+            assert!(m.flags.iter().any(|f| f == "\\Seen"), "{:?}", m.flags);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no copy in Sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -978,4 +1084,5 @@ on_both_stores!(
     a_permanent_refusal_fails_with_the_servers_reason,
     new_mail_starts_an_interaction_owned_by_the_sender,
     sending_rules_and_after,
+    a_sent_mail_is_copied_to_the_sent_folder,
 );
