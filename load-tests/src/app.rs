@@ -22,6 +22,22 @@ use tokio::time::Instant;
 pub const ACCOUNT: &str = "LOAD";
 const ADMIN: &str = "loadadmin";
 
+/// Agents for the account's queue `load`, and how the queue routes to them
+/// (the routing scenarios; ingest runs with a queue and no agents).
+#[derive(Clone, Debug)]
+pub struct Team {
+    /// Usernames, provisioned from the config with [`Team::password`].
+    pub agents: Vec<String>,
+    pub strategy: mailroom::domain::Strategy,
+    /// Open interactions each agent may own: the scenarios set it high so
+    /// nobody fills up however long the run.
+    pub capacity: u32,
+    pub offer_timeout_secs: u32,
+    /// The agents' password (its hash is computed once and given to all of
+    /// them, so provisioning hashes nothing).
+    pub password: String,
+}
+
 /// Where the store lives: `sqlite` (a file in a temporary directory, removed
 /// afterwards) or a URL given as is.
 #[derive(Clone, Debug)]
@@ -161,6 +177,17 @@ impl Mailroom {
         mailbox: &str,
         import_since: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Mailroom> {
+        Self::start_with(store, services, mailbox, import_since, None).await
+    }
+
+    /// [`Mailroom::start`], with `team` as the members of the queue.
+    pub async fn start_with(
+        store: &StoreArg,
+        services: &Services,
+        mailbox: &str,
+        import_since: Option<DateTime<Utc>>,
+        team: Option<&Team>,
+    ) -> anyhow::Result<Mailroom> {
         let (url, dir) = match store {
             StoreArg::TempSqlite => {
                 let dir = tempfile::Builder::new()
@@ -176,12 +203,25 @@ impl Mailroom {
             }
         };
         let admin_pw = format!("{:032x}", rand::random::<u128>());
+        let team_toml = match team {
+            Some(team) => {
+                let pw = team.password.clone();
+                // argon2 is deliberately slow: off this runtime's workers.
+                let hash = tokio::task::spawn_blocking(move || mailroom::auth::hash_password(&pw))
+                    .await
+                    .context("the hashing thread panicked")?
+                    .map_err(|e| anyhow::anyhow!("hashing the agents' password: {e}"))?;
+                team_toml(team, &hash)
+            }
+            None => "[[queues]]\nname = \"load\"\n".to_string(),
+        };
         let settings = Settings::from_toml(&config_toml(
             &url,
             services,
             mailbox,
             &admin_pw,
             import_since,
+            &team_toml,
         ))
         .map_err(|e| anyhow::anyhow!("the generated config is invalid: {e}"))?;
         // Building migrates the store and hashes the admin's password
@@ -225,6 +265,71 @@ impl Mailroom {
 
     pub fn store(&self) -> &Store {
         &self.app.state.store
+    }
+
+    /// Set `TCP_NODELAY` on the server's side of every connection accepted
+    /// on the app's port so far, and return how many sockets were changed.
+    ///
+    /// An experiment, not the product: actix-web leaves Nagle's algorithm on
+    /// unless told otherwise, and mailroom does not tell it (yet), so a small
+    /// frame written while the previous one is unacknowledged waits for the
+    /// client's delayed ACK (up to 40 ms on Linux). The app runs in this
+    /// process, so its sockets are ours to adjust: this shows what the
+    /// figures would be with the option set. Linux only (`/proc`).
+    pub fn set_server_nodelay(&self) -> usize {
+        use std::os::fd::{FromRawFd as _, IntoRawFd as _};
+        let port = self.app.addr.port();
+        let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+            return 0;
+        };
+        let mut changed = 0;
+        for entry in fds.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+            if !is_socket {
+                continue;
+            }
+            // SAFETY: `fd` is an open socket of this process (listed just
+            // now; the app's connections stay open while the harness holds
+            // their clients). The TcpStream only borrows it: `into_raw_fd`
+            // hands it back without closing it. setsockopt on a socket that
+            // another thread uses is safe; on one that is not TCP it fails,
+            // and that is ignored.
+            let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+            let accepted_here =
+                stream.local_addr().is_ok_and(|a| a.port() == port) && stream.peer_addr().is_ok();
+            if accepted_here && stream.set_nodelay(true).is_ok() {
+                changed += 1;
+            }
+            let _ = stream.into_raw_fd();
+        }
+        changed
+    }
+
+    /// `POST /api/v1/login` as `username`: its bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let res = self
+            .http
+            .post(self.app.url("/api/v1/login"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .context("POST /api/v1/login")?;
+        if !res.status().is_success() {
+            bail!("login as {username} answered {}", res.status());
+        }
+        let body: Value = res.json().await.context("login answer")?;
+        Ok(body["token"]
+            .as_str()
+            .context("the login answer has no token")?
+            .to_string())
     }
 
     /// `GET /api/v1/accounts/LOAD/status` → its `mailbox` object.
@@ -344,6 +449,7 @@ fn config_toml(
     mailbox: &str,
     admin_pw: &str,
     import_since: Option<DateTime<Utc>>,
+    queue_and_agents: &str,
 ) -> String {
     let prefix = format!("mailroom_load_{:08x}", rand::random::<u32>());
     let import_since = import_since.map_or(String::new(), |t| {
@@ -371,9 +477,7 @@ password = "{admin_pw}"
 name = "Load admin"
 role = "admin"
 
-[[queues]]
-name = "load"
-
+{queue_and_agents}
 [[accounts]]
 key = "{ACCOUNT}"
 address = "{mailbox}"
@@ -386,6 +490,27 @@ smtp = {{ host = "{sh}", port = {sp}, tls = "none", username = "{mailbox}", pass
         sh = s.smtp_host,
         sp = s.smtp_port,
     )
+}
+
+/// The agents and the queue `load` they are members of. No sticky agent
+/// (the scenarios' senders repeat, and stickiness would turn ring_all into
+/// one agent at a time).
+fn team_toml(team: &Team, hash: &str) -> String {
+    let mut toml = String::new();
+    for name in &team.agents {
+        toml.push_str(&format!(
+            "[[agents]]\nusername = \"{name}\"\npassword_hash = \"{hash}\"\nrole = \"agent\"\ncapacity = {}\n\n",
+            team.capacity
+        ));
+    }
+    let members: Vec<String> = team.agents.iter().map(|a| format!("\"{a}\"")).collect();
+    toml.push_str(&format!(
+        "[[queues]]\nname = \"load\"\nstrategy = \"{}\"\noffer_timeout_secs = {}\nsticky_secs = 0\nagents = [{}]\n",
+        team.strategy,
+        team.offer_timeout_secs,
+        members.join(", ")
+    ));
+    toml
 }
 
 /// CPU seconds (user + system) this process has used: mailroom and the

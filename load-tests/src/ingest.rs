@@ -118,12 +118,12 @@ impl Mode {
 type AppendTimes = (DateTime<Utc>, DateTime<Utc>);
 
 /// What a mode measured: report lines and JSON fields.
-struct Outcome {
-    lines: Vec<String>,
-    json: serde_json::Map<String, Value>,
+pub(crate) struct Outcome {
+    pub(crate) lines: Vec<String>,
+    pub(crate) json: serde_json::Map<String, Value>,
     /// When each mail's APPEND was sent and answered, by index, where the
     /// mode timed every mail against its commit (the flood).
-    appended_at: Vec<Option<AppendTimes>>,
+    pub(crate) appended_at: Vec<Option<AppendTimes>>,
 }
 
 pub async fn run(args: Args, logs: &LogCounts) -> anyhow::Result<()> {
@@ -859,7 +859,7 @@ impl Ledger {
 }
 
 /// What the app says after the run: its counters, its log, the store.
-async fn tail(app: &Mailroom, logs: &LogCounts) -> anyhow::Result<Outcome> {
+pub(crate) async fn tail(app: &Mailroom, logs: &LogCounts) -> anyhow::Result<Outcome> {
     let status = app.status().await?;
     let interactions = app.interactions().await?;
     let metrics = app.metrics().await?;
@@ -927,7 +927,7 @@ fn histogram_lines(h: &Histogram) -> Vec<String> {
     ]
 }
 
-fn histogram_json(h: &Histogram) -> Value {
+pub(crate) fn histogram_json(h: &Histogram) -> Value {
     let q = |p: f64| h.quantile(p).map(|e| round3(e.value() * 1000.0));
     json!({
         "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
@@ -963,11 +963,11 @@ fn last_mail_at(status: &Value) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn append_json_line(path: &std::path::Path, value: &Value) -> anyhow::Result<()> {
+pub(crate) fn append_json_line(path: &std::path::Path, value: &Value) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut file = std::fs::OpenOptions::new()
         .create(true)

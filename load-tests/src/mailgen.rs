@@ -72,6 +72,8 @@ const SENTENCES: &[&str] = &[
 pub struct MailGen {
     seed: u64,
     to: String,
+    /// Whether subjects end with the mail's [`MailGen::subject_tag`].
+    tagged: bool,
 }
 
 /// The kinds of mail in the mix.
@@ -88,7 +90,35 @@ impl MailGen {
         MailGen {
             seed: rand::random(),
             to: to.to_string(),
+            tagged: false,
         }
+    }
+
+    /// Like [`MailGen::new`], but every subject ends with a token unique to
+    /// the run and the mail (` (ref rt-<seed>-<index>)`), so that whatever
+    /// shows only the subject (an `offer` frame) names its mail.
+    pub fn tagged(to: &str) -> MailGen {
+        MailGen {
+            tagged: true,
+            ..MailGen::new(to)
+        }
+    }
+
+    /// The token a tagged mail's subject ends with. Not `[KEY#n]`-shaped,
+    /// which reply matching would read as a thread reference.
+    pub fn subject_tag(&self, index: u64) -> String {
+        format!("rt-{:016x}-{index}", self.seed)
+    }
+
+    /// The index of a mail of this run, from a subject holding its tag.
+    pub fn index_of_subject(&self, subject: &str) -> Option<u64> {
+        let prefix = format!("rt-{:016x}-", self.seed);
+        let at = subject.find(&prefix)? + prefix.len();
+        let digits: String = subject[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
     }
 
     /// The Message-ID (without angle brackets) of mail `index`.
@@ -142,6 +172,9 @@ impl MailGen {
                 headers,
                 "In-Reply-To: {parent}\r\nReferences: {root} {parent}\r\n"
             );
+        }
+        if self.tagged {
+            subject = format!("{subject} (ref {})", self.subject_tag(index));
         }
         let date = chrono::Utc::now().to_rfc2822();
         let mut mail = format!(
@@ -349,5 +382,25 @@ mod tests {
             "{with_attachment} with attachments"
         );
         assert!((80..170).contains(&with_html), "{with_html} with HTML");
+    }
+
+    #[test]
+    fn tagged_subjects_name_their_mail_and_survive_parsing() {
+        let generator = MailGen::tagged("support@example.test");
+        for i in [0, 7, 19, 1234] {
+            let parsed = mailroom::mail::parse::parse(&generator.mail(i)).expect("parses");
+            assert_eq!(
+                generator.index_of_subject(&parsed.subject),
+                Some(i),
+                "{}",
+                parsed.subject
+            );
+        }
+        assert_eq!(generator.index_of_subject("Order 5 has not arrived"), None);
+        let other = MailGen::tagged("support@example.test");
+        assert_eq!(other.index_of_subject(&generator.subject_tag(3)), None);
+        assert!(
+            !String::from_utf8_lossy(&MailGen::new("x@example.test").mail(1)).contains("(ref rt-")
+        );
     }
 }
