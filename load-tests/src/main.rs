@@ -6,12 +6,18 @@
 //! - [`ingest`]: mails appended to Dovecot → interactions committed, in
 //!   mails/s, and the app's own `mailroom_ingest_latency_seconds` (EXISTS →
 //!   commit); `--trickle N` measures that path one mail at a time.
+//! - [`routing`]: mails appended one at a time → `offer` frames at agents
+//!   connected over WebSockets (APPEND → offer, EXISTS → offer, accept →
+//!   assigned, lost and duplicated); `--taken` times taken-by-another
+//!   reaching every other agent of a ring_all queue.
 //!
 //! Shared pieces, meant to be reused by the scenarios of issue #7 (agents,
 //! floods, `--target URL`):
 //!
-//! - [`app`]: mailroom started in-process on a fresh store, its HTTP surface
-//!   (login, account status, `/metrics`), and the services env file;
+//! - [`app`]: mailroom started in-process on a fresh store (optionally with
+//!   a team of agents in its queue), its HTTP surface (login, account
+//!   status, `/metrics`), and the services env file;
+//! - [`agents`]: agents over real WebSockets, each frame stamped on arrival;
 //! - [`mailgen`]: realistic customer mail (sizes, MIME shapes, attachments);
 //! - [`prom`]: reading histograms out of Prometheus text, with percentiles
 //!   interpolated inside buckets;
@@ -19,11 +25,13 @@
 //! - [`logs`]: the app's tracing output, to a file if asked, with every
 //!   warning and error counted for the report.
 
+mod agents;
 mod app;
 mod ingest;
 mod logs;
 mod mailgen;
 mod prom;
+mod routing;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +59,10 @@ enum Command {
     /// Ingest throughput and latency: append mail to a fresh Dovecot mailbox
     /// and time mailroom committing it.
     Ingest(ingest::Args),
+    /// Routing latency: mail appended to Dovecot → offer at agents over
+    /// WebSockets, accept → assigned; `--taken`: taken-by-another reaching
+    /// every other agent.
+    Routing(routing::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Ingest(args) => ingest::run(args, &counts).await,
+            Command::Routing(args) => routing::run(args, &counts).await,
         }
     })
 }
