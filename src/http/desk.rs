@@ -21,7 +21,7 @@ use super::interactions::message_view;
 use super::state::AppState;
 use super::views::{InteractionView, interaction_view};
 use super::ws::protocol::ServerFrame;
-use crate::domain::{AttachmentId, InteractionId, Role};
+use crate::domain::{AttachmentId, InteractionId, MessageId, Role};
 use crate::mail::Mailbox;
 use crate::store::{
     Draft, DraftContent, DraftListing, DraftMode, DraftOutcome, DraftSave, Interaction, NewNote,
@@ -128,6 +128,9 @@ fn address_text(m: &Mailbox) -> String {
 pub struct DraftBody {
     /// Default `reply`.
     pub mode: Option<DraftMode>,
+    /// The mail of this interaction to reply to or forward; default: the
+    /// last customer mail, as when sending.
+    pub message: Option<MessageId>,
     /// Addresses as typed (`a@x.test` or `Name <a@x.test>`); not validated
     /// until sent.
     pub to: Option<Vec<String>>,
@@ -152,6 +155,7 @@ impl DraftBody {
         };
         DraftContent {
             mode: self.mode.unwrap_or(DraftMode::Reply),
+            message: self.message,
             to: list(self.to),
             cc: list(self.cc),
             bcc: list(self.bcc),
@@ -171,6 +175,7 @@ pub struct DraftView {
     /// are private).
     pub owner: String,
     pub mode: DraftMode,
+    pub message: Option<MessageId>,
     pub to: Vec<String>,
     pub cc: Vec<String>,
     pub bcc: Vec<String>,
@@ -190,6 +195,7 @@ fn draft_view(d: Draft, owner: String) -> DraftView {
         interaction_id: d.interaction,
         owner,
         mode: d.content.mode,
+        message: d.content.message,
         to: texts(&d.content.to),
         cc: texts(&d.content.cc),
         bcc: texts(&d.content.bcc),

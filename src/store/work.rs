@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Interaction, Store, StoreError, StoreResult, StoredMessage};
-use crate::domain::{AgentId, AttachmentId, InteractionId};
+use crate::domain::{AgentId, AttachmentId, InteractionId, MessageId};
 use crate::mail::Mailbox;
 
 /// The sub-status every installation has; it cannot be deleted.
@@ -82,6 +82,9 @@ impl DraftMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DraftContent {
     pub mode: DraftMode,
+    /// The mail of this interaction a reply or forward answers; `None`: the
+    /// default original (as `POST /interactions/{id}/messages` chooses it).
+    pub message: Option<MessageId>,
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
     pub bcc: Vec<Mailbox>,
@@ -303,6 +306,10 @@ pub(crate) fn not_an_upload(id: AttachmentId) -> StoreError {
     ))
 }
 
+pub(crate) fn not_a_mail_here(id: MessageId) -> StoreError {
+    StoreError::Invalid(format!("message {id} is not a mail of this interaction"))
+}
+
 pub(crate) fn interaction_closed() -> StoreError {
     StoreError::Conflict("the interaction is closed".into())
 }
@@ -332,7 +339,8 @@ impl Store {
     /// [`DraftSave`] (see the module docs). The HTML is sanitised first.
     /// `Conflict` if the interaction is closed; `Invalid` for an attachment
     /// that is neither the agent's unused upload nor one of this
-    /// interaction's attachments.
+    /// interaction's attachments, or a `message` that is not a mail of this
+    /// interaction.
     pub async fn save_draft(
         &self,
         interaction: InteractionId,
@@ -461,6 +469,7 @@ mod tests {
     fn content(to: &[&str], subject: &str) -> DraftContent {
         DraftContent {
             mode: DraftMode::Reply,
+            message: None,
             to: to
                 .iter()
                 .map(|a| Mailbox {

@@ -187,6 +187,7 @@ async fn drafts(backend: Backend) {
     assert_eq!(first["to"], draft["to"]);
     assert_eq!(first["cc"], draft["cc"]);
     assert_eq!(first["bcc"], json!([]));
+    assert_eq!(first["message"], Value::Null);
     let html = first["html"].as_str().unwrap();
     assert!(html.contains("<b>Jane</b>"), "{html}");
     assert!(
@@ -387,6 +388,16 @@ async fn drafts(backend: Backend) {
         &alice,
         &format!("/api/v1/interactions/{second_id}/draft"),
         json!({"attachments": ["999999"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // A message that is not a mail of this interaction: 400.
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &alice,
+        &format!("/api/v1/interactions/{second_id}/draft"),
+        json!({"message": "999999"}),
     )
     .await;
     assert_eq!(status, 400, "{body}");

@@ -16,7 +16,7 @@ use crate::store::common::{self, stored};
 use crate::store::ingest::{mailbox_json, mailboxes_from_json};
 use crate::store::work::{
     DraftDecision, PENDING, attachment_json, decide_draft, display_name, interaction_closed,
-    not_an_upload, not_attachable, unknown_names,
+    not_a_mail_here, not_an_upload, not_attachable, unknown_names,
 };
 use crate::store::{
     AttachmentMeta, Draft, DraftContent, DraftListing, DraftMode, DraftOutcome, DraftSave,
@@ -38,8 +38,9 @@ const MARK_UNREAD: &str = concat!(
 /// The columns [`draft_row`] reads.
 macro_rules! draft_cols {
     () => {
-        "d.interaction_id, d.agent_id, d.mode, d.to_addrs, d.cc_addrs, d.bcc_addrs, d.subject,
-         d.text_body, d.html_body, d.attachments, d.created_at, d.updated_at"
+        "d.interaction_id, d.agent_id, d.mode, d.message_row_id, d.to_addrs, d.cc_addrs,
+         d.bcc_addrs, d.subject, d.text_body, d.html_body, d.attachments, d.created_at,
+         d.updated_at"
     };
 }
 
@@ -50,14 +51,16 @@ const DRAFT: &str = concat!(
 );
 
 const UPSERT_DRAFT: &str = "INSERT INTO drafts (interaction_id, agent_id, mode, to_addrs,
-         cc_addrs, bcc_addrs, subject, text_body, html_body, attachments, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         cc_addrs, bcc_addrs, subject, text_body, html_body, attachments, created_at, updated_at,
+         message_row_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
      ON CONFLICT (interaction_id) DO UPDATE SET
          agent_id = excluded.agent_id, mode = excluded.mode, to_addrs = excluded.to_addrs,
          cc_addrs = excluded.cc_addrs, bcc_addrs = excluded.bcc_addrs,
          subject = excluded.subject, text_body = excluded.text_body,
          html_body = excluded.html_body, attachments = excluded.attachments,
-         created_at = excluded.created_at, updated_at = excluded.updated_at";
+         created_at = excluded.created_at, updated_at = excluded.updated_at,
+         message_row_id = excluded.message_row_id";
 
 const DELETE_OWN_DRAFT: &str = "DELETE FROM drafts WHERE interaction_id = ?1 AND agent_id = ?2";
 
@@ -78,6 +81,10 @@ const ATTACHABLE: &str = "SELECT 1 FROM attachments a
      LEFT JOIN messages m ON m.id = a.message_row_id
      WHERE a.id = ?1
        AND ((a.message_row_id IS NULL AND a.uploaded_by = ?2) OR m.interaction_id = ?3)";
+
+// A reply or forward answers a mail of its own interaction.
+const MAIL_HERE: &str =
+    "SELECT 1 FROM messages WHERE id = ?1 AND interaction_id = ?2 AND kind = 'mail'";
 
 // ---- notes -----------------------------------------------------------------------
 
@@ -121,6 +128,7 @@ fn draft_row(row: &Row<'_>) -> StoreResult<Draft> {
         agent: AgentId(row.get("agent_id")?),
         content: DraftContent {
             mode: DraftMode::parse(&row.get::<_, String>("mode")?)?,
+            message: row.get::<_, Option<i64>>("message_row_id")?.map(MessageId),
             to: mailboxes_from_json(&row.get::<_, String>("to_addrs")?, "to_addrs")?,
             cc: mailboxes_from_json(&row.get::<_, String>("cc_addrs")?, "cc_addrs")?,
             bcc: mailboxes_from_json(&row.get::<_, String>("bcc_addrs")?, "bcc_addrs")?,
@@ -242,6 +250,15 @@ impl SqliteStore {
                         updated_at,
                     } => (created_at, updated_at),
                 };
+            if let Some(m) = content.message {
+                let ok = tx
+                    .prepare_cached(MAIL_HERE)?
+                    .query_row(params![m.0, interaction.0], |_| Ok(()))
+                    .optional()?;
+                if ok.is_none() {
+                    return Err(not_a_mail_here(m));
+                }
+            }
             for a in &content.attachments {
                 let ok = tx
                     .prepare_cached(ATTACHABLE)?
@@ -264,6 +281,7 @@ impl SqliteStore {
                 attachment_json(&content.attachments),
                 ms(created_at),
                 ms(updated_at),
+                content.message.map(|m| m.0),
             ])?;
             Ok(DraftOutcome::Saved(Draft {
                 interaction,

@@ -23,6 +23,7 @@ fn mailbox(address: &str) -> Mailbox {
 fn content(to: &[&str], subject: &str, text: &str) -> DraftContent {
     DraftContent {
         mode: DraftMode::Reply,
+        message: None,
         to: to.iter().map(|a| mailbox(a)).collect(),
         cc: Vec::new(),
         bcc: Vec::new(),
@@ -353,6 +354,46 @@ pub(super) async fn draft_attachments_are_my_uploads(store: &Store) {
         &his.to_string(),
     );
     assert_eq!(store.draft(open.id).await.unwrap(), d);
+}
+
+/// A reply or forward draft names the mail it answers: a mail of this
+/// interaction, not a note, not another thread's mail.
+pub(super) async fn a_draft_answers_a_mail_of_its_interaction(store: &Store) {
+    let account = serv(store).await;
+    let (first, mail, _) =
+        created(ingest(store, &account, &Mail::new("d1", "Help", "Please").raw(), 1).await);
+    let (other, elsewhere, _) =
+        created(ingest(store, &account, &Mail::new("d2", "Other", "Hm").raw(), 2).await);
+    assert_ne!(first.id, other.id);
+    let alice = agent(store, "alice").await;
+    let note = store
+        .add_note(NewNote {
+            interaction: first.id,
+            author: alice.id,
+            for_agent: None,
+            text: "internal".into(),
+            attachments: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let mut c = content(&["jane@customer.test"], "Re: Help", "x");
+    c.message = Some(mail);
+    let d = saved(
+        store
+            .save_draft(first.id, alice.id, c.clone(), CHECK)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(d.content.message, Some(mail));
+    assert_eq!(store.draft(first.id).await.unwrap(), d);
+    for wrong in [elsewhere, note.id] {
+        c.message = Some(wrong);
+        assert_invalid(
+            store.save_draft(first.id, alice.id, c.clone(), CHECK).await,
+            &wrong.to_string(),
+        );
+    }
+    assert_eq!(store.draft(first.id).await.unwrap(), d);
 }
 
 // ---- notes ----------------------------------------------------------------------------

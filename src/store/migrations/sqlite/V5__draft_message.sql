@@ -1,0 +1,5 @@
+-- Drafts (issue #5), SQLite dialect; the Postgres twin is migrations/postgres/V5__draft_message.sql.
+-- The message a reply or forward draft answers (the `message` of
+-- `POST /interactions/{id}/messages`), so that a restored draft is sent as it
+-- was meant. NULL: the default original (the last customer mail).
+ALTER TABLE drafts ADD COLUMN message_row_id INTEGER REFERENCES messages (id);
