@@ -585,18 +585,15 @@ impl Session {
             IngestOutcome::Bounced {
                 interaction: Some(interaction),
                 ..
-            } => {
-                if interaction.owner.is_some() {
-                    let (store, hub) = (self.deps.store.clone(), self.deps.hub.clone());
-                    let id = interaction.id;
-                    actix::spawn(async move {
-                        if let Err(e) =
-                            crate::http::views::announce_interaction(&store, &hub, id).await
-                        {
-                            warn!(interaction = %id, error = %e, "could not announce a bounce");
-                        }
-                    });
-                }
+            } if interaction.owner.is_some() => {
+                let (store, hub) = (self.deps.store.clone(), self.deps.hub.clone());
+                let id = interaction.id;
+                actix::spawn(async move {
+                    if let Err(e) = crate::http::views::announce_interaction(&store, &hub, id).await
+                    {
+                        warn!(interaction = %id, error = %e, "could not announce a bounce");
+                    }
+                });
             }
             _ => {}
         }
