@@ -628,9 +628,12 @@ pub async fn send_message(
             builder(&state, &caller, &account, prepared),
         )
         .await?;
+    // Announced before the sender is woken: both frames go through the
+    // owner's agent actor in the order they are pushed, so `queued` can
+    // never arrive after `sent`.
+    announce_new(&state, &done).await;
     state.senders.wake(account.id);
     let mut view = committed_view(&state, &caller, &done).await?;
-    announce_new(&state, &done).await;
     info!(agent = %caller.agent.id, interaction = %interaction.id, message = %done.message, mode = ?body.mode, "mail queued");
 
     if let Some(after) = body.after
@@ -764,7 +767,6 @@ pub async fn new_mail(
             builder(&state, &caller, &account, prepared),
         )
         .await?;
-    state.senders.wake(account.id);
     // Committed: the caller owns one more open interaction.
     state.hub.routing().owned_changed(caller.agent.id, 1);
     let message = committed_view(&state, &caller, &done).await?;
@@ -776,7 +778,9 @@ pub async fn new_mail(
             interaction: json.clone(),
         },
     );
+    // Before the wake, so that `queued` reaches the sockets before `sent`.
     announce_new(&state, &done).await;
+    state.senders.wake(account.id);
     if let Some(obj) = json.as_object_mut() {
         obj.insert("messages".into(), Value::Array(vec![message]));
     }

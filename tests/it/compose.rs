@@ -266,7 +266,13 @@ async fn a_reply_reaches_the_customer_and_their_answer_joins_the_thread(backend:
     assert_eq!(message["subject"], subject.as_str());
     let ours = message["message_id"].as_str().unwrap().to_string();
     let mid = message["id"].as_str().unwrap().to_string();
-    delivery_frame(&mut ws, &mid, "sent").await;
+    // The owner hears of it queued, then sent, in that order.
+    let queued = next_of(&mut ws, &["message_added"]).await;
+    assert_eq!(queued["message"]["id"], mid.as_str());
+    assert_eq!(queued["message"]["delivery"], "queued");
+    let sent = next_of(&mut ws, &["message_added"]).await;
+    assert_eq!(sent["message"]["id"], mid.as_str());
+    assert_eq!(sent["message"]["delivery"], "sent", "{sent}");
 
     let mails = inbox(&replies_to, 1).await;
     assert_eq!(mails.len(), 1);
