@@ -230,7 +230,16 @@ impl Loop {
                     warn!(account = %self.account.key, error = %e, "could not expedite the outbox")
                 }
             }
-            if let Some(folder) = self.account.imap.sent_folder.clone() {
+            let folder = self.account.imap.sent_folder.clone().filter(|f| {
+                // The folder the mailbox reads would ingest our own mail
+                // back as if the customer had sent it: never append there.
+                let same = f.eq_ignore_ascii_case(&self.account.imap.folder);
+                if same {
+                    warn!(account = %self.account.key, folder = %f, "the Sent folder is the folder the mailbox reads; not appending");
+                }
+                !same
+            });
+            if let Some(folder) = folder {
                 // Its own task: a slow or broken IMAP server must not hold up
                 // the next delivery, and its failure changes nothing sent.
                 let (account, store, raw) =
