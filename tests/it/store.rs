@@ -25,6 +25,7 @@ use crate::support::db::TestDb;
 mod accounts;
 mod agents;
 mod bookkeeping;
+mod downloads;
 mod ingest;
 mod interactions;
 mod outbox;
@@ -36,6 +37,7 @@ mod work;
 use accounts::*;
 use agents::*;
 use bookkeeping::*;
+use downloads::*;
 use ingest::*;
 use interactions::*;
 use outbox::*;
@@ -265,6 +267,10 @@ macro_rules! contract_for {
             $module, $open, $open_backdoor,
             plain: [
                 ping_answers,
+                attachment_place_names_message_interaction_and_uploader,
+                message_source_is_the_stored_raw,
+                message_agents_follow_the_messages,
+                canned_answers_are_created_listed_updated_and_deleted,
                 upsert_agent_inserts_then_updates_in_place,
                 create_agent_refuses_a_taken_username,
                 update_agent_patches_only_the_given_fields,
