@@ -411,6 +411,19 @@ impl Store {
         dispatch!(self.interaction_tags(id))
     }
 
+    /// The tags of many interactions in one query (for lists), each by
+    /// name; interactions without tags (or unknown) are absent.
+    pub async fn tags_of(
+        &self,
+        ids: &[InteractionId],
+    ) -> StoreResult<std::collections::HashMap<InteractionId, Vec<String>>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        dispatch!(self.tags_of(ids))
+    }
+
     /// Replace an interaction's tags with `tags` (duplicates ignored);
     /// `Invalid` naming the unknown ones and the valid ones. Returns the tags
     /// as stored, by name.

@@ -695,6 +695,39 @@ async fn tags(backend: Backend) {
         call(&app, Method::PUT, &alice, &path, json!({})).await.0,
         400
     );
+
+    // The OpenAPI document lists every desk endpoint.
+    let doc: Value = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (p, methods) in [
+        (
+            "/api/v1/interactions/{id}/draft",
+            &["get", "put", "delete"][..],
+        ),
+        ("/api/v1/drafts", &["get"]),
+        ("/api/v1/interactions/{id}/notes", &["post"]),
+        ("/api/v1/tags", &["get", "post"]),
+        ("/api/v1/tags/{name}", &["delete"]),
+        ("/api/v1/interactions/{id}/tags", &["put"]),
+        ("/api/v1/substatuses", &["get", "post"]),
+        ("/api/v1/substatuses/{name}", &["delete"]),
+        ("/api/v1/interactions/{id}/substatus", &["put"]),
+        ("/api/v1/interactions/{id}/unread", &["post"]),
+    ] {
+        for m in methods {
+            assert!(
+                doc["paths"][p][m].is_object(),
+                "{m} {p} missing from the OpenAPI document"
+            );
+        }
+    }
 }
 
 // ---- sub-status ---------------------------------------------------------------------------

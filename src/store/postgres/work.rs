@@ -9,6 +9,8 @@
 //! save or a sub-status racing a close (the close's `UPDATE` waits for the
 //! lock, or the save sees `closed`).
 
+use std::collections::HashMap;
+
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
@@ -115,6 +117,9 @@ const NEW_TAG: &str =
     "INSERT INTO tags (name, created_at) VALUES ($1, $2) RETURNING name, created_at";
 const DELETE_TAG: &str = "DELETE FROM tags WHERE name = $1";
 const TAGS_OF: &str = "SELECT tag FROM interaction_tags WHERE interaction_id = $1 ORDER BY tag";
+const TAGS_OF_MANY: &str = "SELECT interaction_id, tag FROM interaction_tags
+     WHERE interaction_id = ANY($1::bigint[])
+     ORDER BY interaction_id, tag";
 const CLEAR_TAGS: &str = "DELETE FROM interaction_tags WHERE interaction_id = $1";
 const ADD_TAGS: &str = "INSERT INTO interaction_tags (interaction_id, tag)
      SELECT $1, tag FROM unnest($2::text[]) AS wanted (tag)";
@@ -510,6 +515,18 @@ impl PgStore {
         let tags = names(&tx, TAGS_OF, Some(id.0)).await?;
         tx.commit().await?;
         Ok(tags)
+    }
+
+    pub async fn tags_of(&self, ids: Vec<i64>) -> StoreResult<HashMap<InteractionId, Vec<String>>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(TAGS_OF_MANY).await?;
+        let mut out: HashMap<InteractionId, Vec<String>> = HashMap::new();
+        for row in client.query(&stmt, &[&ids]).await? {
+            out.entry(InteractionId(row.try_get(0)?))
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        Ok(out)
     }
 
     pub async fn set_interaction_tags(

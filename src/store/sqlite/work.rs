@@ -5,6 +5,8 @@
 //! its replacement, the tag list and the new set) cannot interleave with
 //! another write.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::interactions::{interaction_cols, interaction_row, load};
@@ -106,6 +108,9 @@ const NEW_TAG: &str =
     "INSERT INTO tags (name, created_at) VALUES (?1, ?2) RETURNING name, created_at";
 const DELETE_TAG: &str = "DELETE FROM tags WHERE name = ?1";
 const TAGS_OF: &str = "SELECT tag FROM interaction_tags WHERE interaction_id = ?1 ORDER BY tag";
+const TAGS_OF_MANY: &str = "SELECT interaction_id, tag FROM interaction_tags
+     WHERE interaction_id IN (SELECT value FROM json_each(?1))
+     ORDER BY interaction_id, tag";
 const CLEAR_TAGS: &str = "DELETE FROM interaction_tags WHERE interaction_id = ?1";
 const ADD_TAG: &str = "INSERT INTO interaction_tags (interaction_id, tag) VALUES (?1, ?2)";
 
@@ -440,6 +445,22 @@ impl SqliteStore {
         self.read(move |conn| {
             load(conn, id.0)?;
             names(conn, TAGS_OF, Some(id.0))
+        })
+        .await
+    }
+
+    pub async fn tags_of(&self, ids: Vec<i64>) -> StoreResult<HashMap<InteractionId, Vec<String>>> {
+        let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(TAGS_OF_MANY)?;
+            let mut rows = stmt.query([ids])?;
+            let mut out: HashMap<InteractionId, Vec<String>> = HashMap::new();
+            while let Some(row) = rows.next()? {
+                out.entry(InteractionId(row.get(0)?))
+                    .or_default()
+                    .push(row.get(1)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -537,6 +537,14 @@ pub(super) async fn tags_come_from_the_admin_list(store: &Store) {
         .set_interaction_tags(other.id, vec!["VIP".into()])
         .await
         .unwrap();
+    let many = store
+        .tags_of(&[open.id, other.id, InteractionId(i64::MAX)])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[&open.id], ["VIP", "urgent"]);
+    assert_eq!(many[&other.id], ["VIP"]);
+    assert!(store.tags_of(&[]).await.unwrap().is_empty());
     // Replacing is replacing.
     store
         .set_interaction_tags(open.id, vec!["Billing".into()])
