@@ -151,7 +151,8 @@ pub(crate) enum DraftDecision {
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     },
-    Refuse(DraftOutcome),
+    /// Boxed: a refusal carries the stored draft, a write only two times.
+    Refuse(Box<DraftOutcome>),
 }
 
 /// The draft rules, decided on the row read inside the save's transaction.
@@ -170,14 +171,14 @@ pub(crate) fn decide_draft(
     };
     if let DraftSave::Check { base } = save {
         if existing.agent != agent {
-            return DraftDecision::Refuse(DraftOutcome::OwnedByOther(existing.clone()));
+            return DraftDecision::Refuse(Box::new(DraftOutcome::OwnedByOther(existing.clone())));
         }
         // A retried save of the same content is not a conflict: the caller
         // already has what is stored (its first answer was lost, or a second
         // tab autosaved the same text).
         let same = existing.content == *content;
         if !same && base.is_some_and(|b| b != existing.updated_at) {
-            return DraftDecision::Refuse(DraftOutcome::Changed(existing.clone()));
+            return DraftDecision::Refuse(Box::new(DraftOutcome::Changed(existing.clone())));
         }
     }
     // Strictly later than the stored time, so that a save in the same
@@ -544,7 +545,7 @@ mod tests {
         let theirs = stored(2, mine.clone(), 500);
         assert!(matches!(
             decide_draft(Some(&theirs), AgentId(1), &mine, check(None), now),
-            DraftDecision::Refuse(DraftOutcome::OwnedByOther(_))
+            DraftDecision::Refuse(o) if matches!(*o, DraftOutcome::OwnedByOther(_))
         ));
         assert_eq!(
             decide_draft(Some(&theirs), AgentId(1), &other, DraftSave::Replace, now),
@@ -557,7 +558,7 @@ mod tests {
         let own = stored(1, mine.clone(), 500);
         assert!(matches!(
             decide_draft(Some(&own), AgentId(1), &other, check(Some(t(400))), now),
-            DraftDecision::Refuse(DraftOutcome::Changed(_))
+            DraftDecision::Refuse(o) if matches!(*o, DraftOutcome::Changed(_))
         ));
         assert_eq!(
             decide_draft(Some(&own), AgentId(1), &mine, check(Some(t(400))), now),

@@ -228,7 +228,7 @@ async fn save_draft_in(
     let existing = draft_of(tx, interaction).await?;
     let (created_at, updated_at) =
         match decide_draft(existing.as_ref(), agent, &content, save, common::now()) {
-            DraftDecision::Refuse(outcome) => return Ok(outcome),
+            DraftDecision::Refuse(outcome) => return Ok(*outcome),
             DraftDecision::Write {
                 created_at,
                 updated_at,

@@ -249,7 +249,7 @@ impl SqliteStore {
             let existing = draft_of(tx, interaction)?;
             let (created_at, updated_at) =
                 match decide_draft(existing.as_ref(), agent, &content, save, common::now()) {
-                    DraftDecision::Refuse(outcome) => return Ok(outcome),
+                    DraftDecision::Refuse(outcome) => return Ok(*outcome),
                     DraftDecision::Write {
                         created_at,
                         updated_at,
