@@ -3,7 +3,7 @@
 //! query) and one interaction with its messages in order
 //! (`GET /api/v1/interactions/{id}`; its owner opening it marks it read).
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
@@ -18,11 +18,13 @@ use crate::store::listing::{Cursor, ListFilter, Reader, Scope};
 use crate::store::{Agent, StoredMessage};
 
 #[derive(OpenApi)]
-#[openapi(paths(list_interactions, get_interaction))]
+#[openapi(paths(list_interactions, advanced_search, get_interaction))]
 pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(list_interactions).service(get_interaction);
+    cfg.service(list_interactions)
+        .service(advanced_search)
+        .service(get_interaction);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,6 +58,7 @@ fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
         from: None,
         to: None,
         q: None,
+        advanced: None,
         cursor: None,
         limit: 50,
     };
@@ -182,6 +185,41 @@ pub fn message_view(m: &StoredMessage, reader: &Agent) -> Result<Value, ApiError
         }
     }
     Ok(v)
+}
+
+/// Advanced search: `{"match": "all"|"any", "conditions": [{"field", "op",
+/// "value", "enabled"}], "cursor"?, "limit"?}` over everything the caller
+/// may read, whatever the list's filters. Unknown fields or operators, or
+/// values of the wrong type, are a 400 listing the valid ones.
+#[utoipa::path(post, path = "/api/v1/interactions/search", tag = "interactions", security(("bearer" = [])),
+    request_body(content = Object, description = "{match, conditions: [{field, op, value, enabled}], cursor?, limit?}"),
+    responses((status = 200, body = InteractionList), (status = 400, body = ErrorBody)))]
+#[post("/interactions/search")]
+pub async fn advanced_search(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<Value>,
+) -> ApiResult<HttpResponse> {
+    let search = crate::store::advanced::parse(&body).map_err(ApiError::bad_request)?;
+    let mut filter = list_filter("scope=all", &caller)?;
+    filter.advanced = Some(search);
+    if let Some(c) = body.get("cursor").filter(|c| !c.is_null()) {
+        let c = c
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request("cursor: a string"))?;
+        filter.cursor = Some(Cursor::decode(c).map_err(ApiError::bad_request)?);
+    }
+    if let Some(l) = body.get("limit").filter(|l| !l.is_null()) {
+        filter.limit = l
+            .as_u64()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit: 1 to 500"))? as u32;
+    }
+    let page = state.store.list_interactions(filter).await?;
+    Ok(HttpResponse::Ok().json(InteractionList {
+        items: interaction_views(&state.store, &page.items).await?,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
 }
 
 /// One interaction and its messages. The owner opening it marks it read.

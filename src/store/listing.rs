@@ -61,6 +61,8 @@ pub struct ListFilter {
     /// Search: the interaction's id exactly, words in its subject or in any
     /// of its messages (subject and text), or its contact's names or email.
     pub q: Option<String>,
+    /// Advanced search (`POST /api/v1/interactions/search`).
+    pub advanced: Option<super::advanced::Search>,
     pub cursor: Option<Cursor>,
     /// 1 to 500.
     pub limit: u32,
@@ -222,6 +224,11 @@ pub(crate) fn list_sql(f: &ListFilter, dialect: Dialect) -> (String, Vec<Arg>) {
     if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         conds.push(search_sql(q, dialect, &mut |a| arg(a, &mut args)));
     }
+    if let Some(s) = &f.advanced
+        && let Some(cond) = super::advanced::search_sql(s, dialect, &mut |a| arg(a, &mut args))
+    {
+        conds.push(cond);
+    }
     if let Some(c) = f.cursor {
         let at = arg(Arg::Time(c.updated_at), &mut args);
         let id = arg(Arg::Int(c.id.0), &mut args);
@@ -341,6 +348,7 @@ mod tests {
             from: None,
             to: None,
             q: None,
+            advanced: None,
             cursor: None,
             limit: 50,
         }

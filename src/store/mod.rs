@@ -30,6 +30,7 @@ macro_rules! dispatch {
     };
 }
 
+pub mod advanced;
 mod common;
 mod dispositions;
 mod downloads;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use mailroom::domain::{AgentId, InteractionId, InteractionStatus};
 use mailroom::store::{ClaimOutcome, Interaction, NewInteraction, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::app::{Backend, Options, TestApp, spawn_app};
 
@@ -391,6 +391,223 @@ async fn search(backend: Backend) {
     assert!(body["items"].as_array().unwrap().is_empty());
 }
 
+/// Advanced search: each operator on its kind of field, all and any,
+/// disabled conditions, literal matching of hostile values, errors that list
+/// the valid choices, and the caller's read rights. The same expectations on
+/// both stores.
+async fn advanced_search(backend: Backend) {
+    let app = app(backend).await;
+    let store = app.app.state.store.clone();
+    let alice = store.agent_by_username("alice").await.unwrap().id;
+    let invoice = mail(
+        &store,
+        "José Álvarez <jose.alvarez@customer.test>",
+        "Invoice 2025-117 is wrong",
+        "The total should be 1.299,00 EUR.",
+    )
+    .await;
+    let crepes = mail(
+        &store,
+        "Zoë Müller <zoe@crepes.example>",
+        "Crème brûlée order",
+        "Where is the crème brûlée?",
+    )
+    .await;
+    let odd = create(&store, "SERV", "50% off_sale \\ 'quoted' SELECT").await;
+    let sold = create(&store, "SERV", "Won deal").await;
+    let sold = claim(&store, &sold, alice).await;
+    store
+        .close_interaction(
+            sold.id,
+            InteractionStatus::Closed,
+            Some(vec!["Sales".into(), "Won".into()]),
+        )
+        .await
+        .unwrap();
+    store.create_tag("vip").await.unwrap();
+    store
+        .set_interaction_tags(invoice, vec!["vip".into()])
+        .await
+        .unwrap();
+    let sup = app.login("sup").await;
+    let search = |body: Value| {
+        let app = &app;
+        let sup = sup.clone();
+        async move {
+            let res = app
+                .send_json(
+                    reqwest::Method::POST,
+                    &sup,
+                    "/api/v1/interactions/search",
+                    body,
+                )
+                .await;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let found = |body: Value| {
+        let search = &search;
+        async move {
+            let (status, out) = search(body.clone()).await;
+            assert_eq!(status, 200, "{body} → {out}");
+            let mut ids: Vec<String> = out["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let ids = |list: &[InteractionId]| {
+        let mut v: Vec<String> = list.iter().map(|i| i.to_string()).collect();
+        v.sort();
+        v
+    };
+    let c = |field: &str, op: &str, value: Value| json!({"field": field, "op": op, "value": value});
+
+    assert_eq!(
+        found(json!({"match": "all", "conditions": [
+            c("subject", "contains", json!("INVOICE")), c("unread", "equals", json!(true))]}))
+        .await,
+        ids(&[invoice])
+    );
+    assert_eq!(
+        found(json!({"match": "any", "conditions": [
+            c("tag", "in", json!(["vip"])), c("contact.email", "ends_with", json!("@crepes.example"))]}))
+        .await,
+        ids(&[invoice, crepes])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("text", "not_contains", json!("brûlée"))]})).await,
+        ids(&[invoice, odd.id, sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("text", "contains", json!("1.299"))]})).await,
+        ids(&[invoice])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("closed_at", "is_empty", json!(false))]})).await,
+        ids(&[sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("status", "equals", json!("closed"))]})).await,
+        ids(&[sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("disposition", "equals", json!("Sales / Won"))]})).await,
+        ids(&[sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [
+            c("owner", "equals", json!("alice")), c("first_agent", "equals", json!("alice"))]}))
+        .await,
+        ids(&[sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("owner", "not_equals", json!("alice"))]})).await,
+        ids(&[invoice, crepes, odd.id]),
+        "no owner is not alice"
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("id", "in", json!([odd.id.to_string(), sold.id.0]))]})).await,
+        ids(&[odd.id, sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("id", "between", json!([invoice.0, crepes.0]))]})).await,
+        ids(&[invoice, crepes])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("last_message.direction", "equals", json!("in"))]})).await,
+        ids(&[invoice, crepes])
+    );
+    assert_eq!(
+        found(json!({"conditions": [c("contact.first_name", "starts_with", json!("Zo"))]})).await,
+        ids(&[crepes])
+    );
+    assert_eq!(
+        found(json!({"conditions": [
+            c("contact.last_name", "is_empty", json!(true)), c("substatus", "is_empty", json!(true))]}))
+        .await,
+        ids(&[odd.id, sold.id])
+    );
+    assert_eq!(
+        found(json!({"conditions": [
+            c("created_at", "between", json!(["2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"])),
+            c("created_at", "gt", json!("2999-01-01T00:00:00Z"))]}))
+        .await,
+        Vec::<String>::new()
+    );
+    // A disabled condition is ignored.
+    let mut off = c("subject", "contains", json!("nothing like this"));
+    off["enabled"] = json!(false);
+    assert_eq!(
+        found(json!({"conditions": [off, c("account", "equals", json!("SERV"))]}))
+            .await
+            .len(),
+        4
+    );
+
+    // Hostile values are matched literally.
+    for (needle, expected) in [
+        ("%", ids(&[odd.id])),
+        ("_", ids(&[odd.id])),
+        ("\\", ids(&[odd.id])),
+        ("'quoted'", ids(&[odd.id])),
+        ("' OR '1'='1", Vec::new()),
+        ("SELECT", ids(&[odd.id])),
+        ("DROP TABLE interactions; --", Vec::new()),
+    ] {
+        assert_eq!(
+            found(json!({"conditions": [c("subject", "contains", json!(needle))]})).await,
+            expected,
+            "{needle}"
+        );
+    }
+    let long = "x".repeat(10_000);
+    assert!(
+        found(json!({"conditions": [c("subject", "equals", json!(long))]}))
+            .await
+            .is_empty()
+    );
+    let (status, _) =
+        search(json!({"conditions": [c("subject", "equals", json!("x".repeat(10_001)))]})).await;
+    assert_eq!(status, 400);
+
+    // Errors list the valid choices.
+    let (status, body) = search(json!({"match": "most", "conditions": [
+        c("colour", "equals", json!("red")), c("subject", "gt", json!("a")),
+        c("unread", "equals", json!("yes"))]}))
+    .await;
+    assert_eq!(status, 400);
+    let message = body["error"]["message"].as_str().unwrap();
+    for part in [
+        "match",
+        "colour",
+        "contact.email",
+        "conditions[1].op",
+        "conditions[2].value",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    // It searches what the caller may read, whatever else.
+    let carol = app.login("carol").await;
+    let res = app
+        .send_json(
+            reqwest::Method::POST,
+            &carol,
+            "/api/v1/interactions/search",
+            json!({"conditions": [c("account", "equals", json!("SERV"))]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["items"].as_array().unwrap().is_empty());
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -416,5 +633,6 @@ on_both_stores!(
     scopes_and_read_rights,
     filters,
     pages_follow_the_cursor,
-    search
+    search,
+    advanced_search,
 );
