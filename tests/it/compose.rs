@@ -475,6 +475,26 @@ async fn an_upload_over_15_mb_is_413_and_the_server_still_answers(backend: Backe
     assert!(small["id"].is_string());
     let health = app.http.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // The OpenAPI document lists the compose endpoints.
+    let doc: Value = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/attachments",
+        "/api/v1/interactions/{id}/messages",
+        "/api/v1/interactions",
+    ] {
+        assert!(
+            doc["paths"][path]["post"].is_object(),
+            "{path} in the OpenAPI document"
+        );
+    }
     // Not a multipart body: a clear 400.
     let res = app
         .send_json(
