@@ -338,8 +338,56 @@ async fn eml_with_and_without_attachments(backend: Backend) {
         404
     );
 
-    // Notes are never mail.
+    // Outgoing mail stored without its source is rebuilt from its fields.
     let store = &app.app.state.store;
+    let out = store
+        .insert_outgoing_message(
+            i,
+            mailroom::store::NewOutgoing {
+                message_id_header: "dl-out@example.test".into(),
+                to: vec![mailroom::mail::Mailbox {
+                    name: Some("Ivan Petrov".into()),
+                    address: "ivan.petrov@customer.test".into(),
+                }],
+                subject: "Re: Order 42 missing parcel".into(),
+                text: "Здравствуйте, Иван! It ships today.".into(),
+            },
+        )
+        .await
+        .expect("outgoing message");
+    let res = app
+        .get(&alice, &format!("/api/v1/messages/{out}/raw"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let rebuilt = res.bytes().await.unwrap().to_vec();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&rebuilt)
+        .unwrap();
+    assert_eq!(parsed.subject(), Some("Re: Order 42 missing parcel"));
+    assert_eq!(parsed.message_id(), Some("dl-out@example.test"));
+    assert_eq!(
+        parsed
+            .from()
+            .and_then(|f| f.first())
+            .and_then(|a| a.address()),
+        Some("serv@example.test")
+    );
+    assert_eq!(
+        parsed
+            .to()
+            .and_then(|t| t.first())
+            .and_then(|a| a.address()),
+        Some("ivan.petrov@customer.test")
+    );
+    assert!(
+        parsed
+            .body_text(0)
+            .unwrap()
+            .contains("Здравствуйте, Иван! It ships today.")
+    );
+    assert_eq!(parsed.attachment_count(), 0);
+
+    // Notes are never mail.
     let alice_id = store.agent_by_username("alice").await.unwrap().id;
     let note = store
         .add_note(NewNote {
@@ -357,6 +405,75 @@ async fn eml_with_and_without_attachments(backend: Backend) {
     assert_eq!(res.status(), 404);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("notes"));
+}
+
+/// A reply sent through compose (its MIME is stored with the outbox row):
+/// the `.eml` is that MIME, and without attachments the file is cut out.
+async fn eml_of_a_sent_reply(backend: Backend) {
+    let app = app_with(backend, "").await;
+    let (i, _) = ingest(&app, &customer_mail("dl-reply")).await;
+    let store = &app.app.state.store;
+    let alice_id = store.agent_by_username("alice").await.unwrap().id;
+    let version = store.interaction(i).await.unwrap().version;
+    assert!(matches!(
+        store.claim(i, alice_id, version).await.unwrap(),
+        mailroom::store::ClaimOutcome::Won(_)
+    ));
+    let upload = store
+        .store_upload(NewUpload {
+            agent: alice_id,
+            filename: "label.pdf".into(),
+            content_type: "application/pdf".into(),
+            data: b"%PDF-1.4\n% label\n".to_vec(),
+        })
+        .await
+        .unwrap();
+    let alice = app.login("alice").await;
+    let res = app
+        .send_json(
+            Method::POST,
+            &alice,
+            &format!("/api/v1/interactions/{i}/messages"),
+            json!({"mode": "reply", "text": "Здравствуйте! The label is attached.", "attachments": [upload.id]}),
+        )
+        .await;
+    assert_eq!(res.status().as_u16() / 100, 2, "{:?}", res.text().await);
+    let sent: Value = res.json().await.unwrap();
+    let m = sent["id"].as_str().unwrap().to_string();
+
+    let full = app
+        .get(&alice, &format!("/api/v1/messages/{m}/raw"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let parsed = mail_parser::MessageParser::default().parse(&full).unwrap();
+    assert_eq!(parsed.attachment_count(), 1);
+    assert_eq!(parsed.subject(), sent["subject"].as_str());
+    assert!(parsed.subject().unwrap().contains("Order 42 missing parcel"));
+    let bare = app
+        .get(
+            &alice,
+            &format!("/api/v1/messages/{m}/raw?attachments=false"),
+        )
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let parsed = mail_parser::MessageParser::default().parse(&bare).unwrap();
+    assert_eq!(parsed.attachment_count(), 0);
+    assert!(
+        parsed
+            .body_text(0)
+            .unwrap()
+            .contains("The label is attached.")
+    );
+    assert_eq!(
+        parsed.in_reply_to().as_text(),
+        Some("dl-reply@customer.test")
+    );
 }
 
 fn zip_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -740,6 +857,7 @@ on_both_stores!(
     attachments_download_with_safe_headers,
     downloading_attachments_is_a_role_permission,
     eml_with_and_without_attachments,
+    eml_of_a_sent_reply,
     zips_of_a_message_and_of_an_interaction,
     the_transcript_is_a_readable_pdf,
     canned_answers_crud_rendering_and_authorization,
