@@ -282,27 +282,34 @@ fn recipients(
 }
 
 /// The files of a mail: the caller's uploads (checked against the account's
-/// limit) and, for a forward, attachments of the original.
+/// limit), files of this thread's messages named by id (carried, as a draft
+/// may name them), and, for a forward, every attachment of the original.
 async fn files(
     state: &AppState,
     caller: &Caller,
     account: &Account,
     ids: &[AttachmentId],
     original: Option<&StoredMessage>,
+    thread: &[StoredMessage],
 ) -> ApiResult<(OutgoingFiles, Vec<OutgoingFile>)> {
     let mut files = OutgoingFiles::default();
     let mut loaded = Vec::new();
     let limit = account.options.max_attachment_bytes;
     let mut seen = Vec::new();
-    let carried: Vec<AttachmentId> = original
+    let forwarded: Vec<AttachmentId> = original
         .map(|m| m.attachments.iter().map(|a| a.id).collect())
         .unwrap_or_default();
-    for id in carried.iter().chain(ids) {
+    let in_thread = |id: &AttachmentId| {
+        thread
+            .iter()
+            .any(|m| m.attachments.iter().any(|a| a.id == *id))
+    };
+    for id in forwarded.iter().chain(ids) {
         if seen.contains(id) {
             continue;
         }
         seen.push(*id);
-        if carried.contains(id) {
+        if forwarded.contains(id) || in_thread(id) {
             let (meta, data) = state.store.attachment(*id).await?;
             files.carried.push(*id);
             loaded.push(OutgoingFile {
@@ -316,7 +323,7 @@ async fn files(
             Ok(found) => found,
             Err(StoreError::NotFound(_)) => {
                 return Err(ApiError::bad_request(format!(
-                    "attachment {id} is not an unused upload of yours"
+                    "attachment {id} is neither an unused upload of yours nor a file of this interaction"
                 )));
             }
             Err(e) => return Err(e.into()),
@@ -596,7 +603,8 @@ pub async fn send_message(
         text = compose::forwarded_text(&intro_text, &header, o.text.as_deref().unwrap_or_default());
     }
     let ids = body.attachments.clone().unwrap_or_default();
-    let (outgoing_files, attachments) = files(&state, &caller, &account, &ids, forwarded).await?;
+    let (outgoing_files, attachments) =
+        files(&state, &caller, &account, &ids, forwarded, &messages).await?;
     if text.trim().is_empty() && html.is_none() && attachments.is_empty() {
         return Err(ApiError::bad_request(
             "the mail is empty: give text, html or attachments",
@@ -634,6 +642,12 @@ pub async fn send_message(
     announce_new(&state, &done).await;
     state.senders.wake(account.id);
     let mut view = committed_view(&state, &caller, &done).await?;
+    // The reply the caller was drafting is sent: their draft goes (another
+    // agent's draft, if any, is theirs to keep or discard).
+    match store.delete_draft(interaction.id, caller.agent.id).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => tracing::warn!(error = %e, "could not delete the sent draft"),
+    }
     info!(agent = %caller.agent.id, interaction = %interaction.id, message = %done.message, mode = ?body.mode, "mail queued");
 
     if let Some(after) = body.after
@@ -741,7 +755,7 @@ pub async fn new_mail(
         account.options.signature.as_deref(),
     );
     let ids = body.attachments.clone().unwrap_or_default();
-    let (outgoing_files, attachments) = files(&state, &caller, &account, &ids, None).await?;
+    let (outgoing_files, attachments) = files(&state, &caller, &account, &ids, None, &[]).await?;
     let contact = to.first().cloned();
     let prepared = Prepared {
         to,

@@ -382,6 +382,26 @@ async fn reply_all_and_forward_reach_the_right_people(backend: Backend) {
         assert_eq!(mine[0].1.in_reply_to, vec![first.clone()]);
     }
 
+    // A file of the thread may be attached to a reply too.
+    let invoice = {
+        let view: Value = app
+            .get(&token, &format!("/api/v1/interactions/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        view["messages"][0]["attachments"][0]["id"].clone()
+    };
+    let (status, again) = post(
+        &app,
+        &token,
+        &format!("/api/v1/interactions/{id}/messages"),
+        json!({"mode": "reply", "text": "Here it is again.", "attachments": [invoice]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["attachments"][0]["filename"], "invoice.pdf");
+
     // Forward, with a new upload besides the carried invoice.
     let upload = upload_file(&app, &token, "notes.txt", "text/plain", b"our notes").await;
     assert_eq!(upload.0, 201, "{}", upload.1);
@@ -418,9 +438,9 @@ async fn reply_all_and_forward_reach_the_right_people(backend: Backend) {
     assert!(mail.text.contains("Forwarded message"));
     assert!(mail.text.contains("See the invoice."));
     // Our own address got nothing: the interaction holds the customer's mail
-    // and our two, nothing came back in.
+    // and our three, nothing came back in.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(wait_message_count(&app, &id, 3).await.len(), 3);
+    assert_eq!(wait_message_count(&app, &id, 4).await.len(), 4);
 }
 
 /// A multipart body with one file part.
@@ -928,7 +948,16 @@ async fn sending_rules_and_after(backend: Backend) {
         "nothing was queued by refused requests"
     );
 
-    // Send as Pending.
+    // Send as Pending; the reply alice was drafting is gone once sent.
+    let draft = app
+        .send_json(
+            Method::PUT,
+            &token,
+            &format!("/api/v1/interactions/{id}/draft"),
+            json!({"mode": "reply", "text": "Wait for"}),
+        )
+        .await;
+    assert!(draft.status().is_success(), "{}", draft.status());
     let (status, m) = post(
         &app,
         &token,
@@ -945,6 +974,10 @@ async fn sending_rules_and_after(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(view["substatus"], "Pending");
+    let draft = app
+        .get(&token, &format!("/api/v1/interactions/{id}/draft"))
+        .await;
+    assert_eq!(draft.status(), 404, "the sent draft is deleted");
     // Send and close.
     let (status, m) = post(
         &app,
