@@ -207,27 +207,18 @@ fn render_once(
     }
 
     let footer = clean_line(&t.title);
-    let pages = flow.pages.len();
+    let pages = flow.pages.len() + images.len();
     for (n, page_items) in flow.pages.iter().enumerate() {
         let mut page = doc.start_page_with(page_settings());
         let mut surface = page.surface();
         for item in page_items {
             item.draw(&mut surface, &fonts);
         }
-        let foot = format!("{footer} — page {} of {pages}", n + 1);
-        draw_line(
-            &mut surface,
-            &fonts,
-            Style::Small,
-            &fit(&foot, Style::Small, TEXT_W),
-            MARGIN,
-            PAGE_H - MARGIN / 2.0,
-            false,
-        );
+        draw_footer(&mut surface, &fonts, &footer, n + 1, pages);
         surface.finish();
         page.finish();
     }
-    for (caption, image) in images {
+    for (n, (caption, image)) in images.iter().enumerate() {
         let mut page = doc.start_page_with(page_settings());
         let mut surface = page.surface();
         let caption = fit(caption, Style::Label, TEXT_W);
@@ -248,10 +239,31 @@ fn render_once(
             surface.draw_image(image.clone(), size);
             surface.pop();
         }
+        draw_footer(
+            &mut surface,
+            &fonts,
+            &footer,
+            flow.pages.len() + n + 1,
+            pages,
+        );
         surface.finish();
         page.finish();
     }
     doc.finish()
+}
+
+/// `TITLE — page n of N` at the bottom of a page.
+fn draw_footer(surface: &mut Surface<'_>, fonts: &Fonts, title: &str, n: usize, of: usize) {
+    let foot = format!("{title} — page {n} of {of}");
+    draw_line(
+        surface,
+        fonts,
+        Style::Small,
+        &fit(&foot, Style::Small, TEXT_W),
+        MARGIN,
+        PAGE_H - MARGIN / 2.0,
+        false,
+    );
 }
 
 fn page_settings() -> PageSettings {
