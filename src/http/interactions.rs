@@ -35,7 +35,7 @@ pub struct InteractionList {
 }
 
 /// Read the list's query string. Hand-parsed because `tag` repeats.
-fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
+pub(super) fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
     let reader = if caller.agent.role.at_least(Role::Supervisor) {
         Reader::Everything(caller.agent.id)
     } else {
@@ -58,6 +58,7 @@ fn list_filter(query: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
         from: None,
         to: None,
         q: None,
+        contact: None,
         advanced: None,
         cursor: None,
         limit: 50,

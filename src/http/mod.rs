@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod canned;
 pub mod compose;
+pub mod contacts;
 pub mod desk;
 pub mod dispositions;
 pub mod downloads;
@@ -82,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(supervisor::logout)
                 .configure(interactions::routes)
                 .configure(dispositions::routes)
+                .configure(contacts::routes)
                 .configure(compose::routes)
                 .configure(desk::routes)
                 .configure(downloads::routes)

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         (name = "admin", description = "Agents, queues and accounts (admin role)."),
         (name = "supervisor", description = "Views for supervisors and admins."),
         (name = "interactions", description = "Working an interaction."),
+        (name = "contacts", description = "Customers and their journeys."),
         (name = "health", description = "Liveness, readiness, metrics."),
     )
 )]
@@ -41,6 +42,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::interactions::Doc::openapi());
     doc.merge(super::dispositions::Doc::openapi());
+    doc.merge(super::contacts::Doc::openapi());
     doc.merge(super::compose::Doc::openapi());
     doc.merge(super::desk::Doc::openapi());
     doc.merge(super::downloads::Doc::openapi());

@@ -61,6 +61,8 @@ pub struct ListFilter {
     /// Search: the interaction's id exactly, words in its subject or in any
     /// of its messages (subject and text), or its contact's names or email.
     pub q: Option<String>,
+    /// One contact's interactions (the journey).
+    pub contact: Option<crate::domain::ContactId>,
     /// Advanced search (`POST /api/v1/interactions/search`).
     pub advanced: Option<super::advanced::Search>,
     pub cursor: Option<Cursor>,
@@ -213,6 +215,10 @@ pub(crate) fn list_sql(f: &ListFilter, dialect: Dialect) -> (String, Vec<Arg>) {
             any(p)
         ));
     }
+    if let Some(c) = f.contact {
+        let p = arg(Arg::Int(c.0), &mut args);
+        conds.push(format!("i.contact_id = {p}"));
+    }
     if let Some(t) = f.from {
         let p = arg(Arg::Time(t), &mut args);
         conds.push(format!("i.created_at >= {p}"));
@@ -348,6 +354,7 @@ mod tests {
             from: None,
             to: None,
             q: None,
+            contact: None,
             advanced: None,
             cursor: None,
             limit: 50,

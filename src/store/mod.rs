@@ -32,6 +32,7 @@ macro_rules! dispatch {
 
 pub mod advanced;
 mod common;
+pub mod contacts;
 mod dispositions;
 mod downloads;
 mod ingest;

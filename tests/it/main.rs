@@ -15,6 +15,7 @@
 //! - `downloads`: attachments, `.eml`, zip, PDF transcripts, canned answers.
 //! - `permissions`: who may do what, as a matrix over every interaction endpoint.
 //! - `listing`: the interactions list: scopes, filters, read rights in the query, the cursor.
+//! - `contacts`: contacts (create, edit, search, merge) and the journey.
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
@@ -22,6 +23,7 @@
 mod api;
 mod cli;
 mod compose;
+mod contacts;
 mod corpus;
 mod desk;
 mod downloads;

@@ -16,6 +16,7 @@
 mod accounts;
 mod agents;
 mod bookkeeping;
+mod contacts;
 mod dispositions;
 mod downloads;
 mod ingest;
