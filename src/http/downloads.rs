@@ -121,8 +121,8 @@ pub async fn message_raw(
 ) -> ApiResult<HttpResponse> {
     let store = &state.store;
     let id = id.into_inner();
-    let source = store.message_source(id).await?;
-    let (_, message) = readable_message(store, &caller, source.interaction, id).await?;
+    let interaction = store.message_interaction(id).await?;
+    let (_, message) = readable_message(store, &caller, interaction, id).await?;
     if matches!(
         message.kind,
         MessageKind::Note | MessageKind::SupervisorNote
@@ -139,6 +139,8 @@ pub async fn message_raw(
             )
         })?;
     }
+    // Read only now, after the checks: a source may be tens of megabytes.
+    let source = store.message_source(id).await?;
     let eml = match (source.raw, with_attachments) {
         (Some(raw), true) => raw,
         (Some(raw), false) => web::block(move || strip_attachments(&raw))
@@ -180,8 +182,8 @@ pub async fn message_zip(
     let store = &state.store;
     let id = id.into_inner();
     may_download(&state, &caller)?;
-    let source = store.message_source(id).await?;
-    let (_, message) = readable_message(store, &caller, source.interaction, id).await?;
+    let interaction = store.message_interaction(id).await?;
+    let (_, message) = readable_message(store, &caller, interaction, id).await?;
     let zip = zip_attachments(store, &message.attachments).await?;
     Ok(file_response(
         "application/zip",

@@ -85,6 +85,12 @@ impl Store {
         dispatch!(self.attachment_place(id))
     }
 
+    /// The interaction a message belongs to (a cheap lookup: the access
+    /// check comes before any source is read).
+    pub async fn message_interaction(&self, id: MessageId) -> StoreResult<InteractionId> {
+        dispatch!(self.message_interaction(id))
+    }
+
     /// A message's interaction and stored raw source.
     pub async fn message_source(&self, id: MessageId) -> StoreResult<MessageSource> {
         dispatch!(self.message_source(id))

@@ -22,6 +22,8 @@ const SOURCE: &str = "SELECT m.interaction_id, b.data
      FROM messages m LEFT JOIN blobs b ON b.id = m.raw_blob_id
      WHERE m.id = $1";
 
+const MESSAGE_INTERACTION: &str = "SELECT interaction_id FROM messages WHERE id = $1";
+
 // The order of `messages` in postgres/messages.rs.
 const AGENTS: &str = "SELECT id, author_agent_id, for_agent_id FROM messages
      WHERE interaction_id = $1 ORDER BY created_at, id";
@@ -80,6 +82,16 @@ impl PgStore {
                 .map(InteractionId),
             uploaded_by: row.try_get::<_, Option<i64>>("uploaded_by")?.map(AgentId),
         })
+    }
+
+    pub async fn message_interaction(&self, id: MessageId) -> StoreResult<InteractionId> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(MESSAGE_INTERACTION).await?;
+        let row = client
+            .query_opt(&stmt, &[&id.0])
+            .await?
+            .ok_or(StoreError::NotFound("message"))?;
+        Ok(InteractionId(row.try_get(0)?))
     }
 
     pub async fn message_source(&self, id: MessageId) -> StoreResult<MessageSource> {

@@ -21,6 +21,8 @@ const SOURCE: &str = "SELECT m.interaction_id, b.data
      FROM messages m LEFT JOIN blobs b ON b.id = m.raw_blob_id
      WHERE m.id = ?1";
 
+const MESSAGE_INTERACTION: &str = "SELECT interaction_id FROM messages WHERE id = ?1";
+
 // The order of `messages` in sqlite/messages.rs.
 const AGENTS: &str = "SELECT id, author_agent_id, for_agent_id FROM messages
      WHERE interaction_id = ?1 ORDER BY created_at, id";
@@ -59,6 +61,17 @@ impl SqliteStore {
                     .map(InteractionId),
                 uploaded_by: row.get::<_, Option<i64>>("uploaded_by")?.map(AgentId),
             })
+        })
+        .await
+    }
+
+    pub async fn message_interaction(&self, id: MessageId) -> StoreResult<InteractionId> {
+        self.read(move |conn| {
+            conn.prepare_cached(MESSAGE_INTERACTION)?
+                .query_row([id.0], |r| r.get(0))
+                .optional()?
+                .map(InteractionId)
+                .ok_or(StoreError::NotFound("message"))
         })
         .await
     }

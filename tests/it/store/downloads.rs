@@ -69,6 +69,10 @@ pub(super) async fn message_source_is_the_stored_raw(store: &Store) {
     let source = store.message_source(message).await.unwrap();
     assert_eq!(source.interaction, interaction.id);
     assert_eq!(source.raw.as_deref(), Some(raw.as_slice()));
+    assert_eq!(
+        store.message_interaction(message).await.unwrap(),
+        interaction.id
+    );
 
     let alice = agent(store, "alice").await;
     let note = store
@@ -88,6 +92,12 @@ pub(super) async fn message_source_is_the_stored_raw(store: &Store) {
     assert_not_found(
         store
             .message_source(mailroom::domain::MessageId(999_999))
+            .await,
+        "message",
+    );
+    assert_not_found(
+        store
+            .message_interaction(mailroom::domain::MessageId(999_999))
             .await,
         "message",
     );
