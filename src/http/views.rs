@@ -43,9 +43,14 @@ pub struct InteractionView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The last customer or outgoing mail (never a note or an auto-reply);
+    /// its `preview` is empty when the account turns previews off.
     pub last_message: Option<LastMessage>,
     pub continues: Option<InteractionId>,
     pub continued_in: Option<InteractionId>,
+    /// Later interactions of the same conversation (threads 2, 3, … that
+    /// continue this one) that no agent has handled yet.
+    pub new_in_conversation: u32,
 }
 
 /// A username for an agent id. A deleted agent keeps their id in history:
@@ -70,7 +75,7 @@ pub async fn interaction_views(
         .list_accounts()
         .await?
         .into_iter()
-        .map(|a| (a.id, a.key))
+        .map(|a| (a.id, (a.key, a.options.show_preview)))
         .collect();
     let queues: HashMap<_, _> = store
         .list_queues()
@@ -90,10 +95,16 @@ pub async fn interaction_views(
             id.map(|a| agents.get(&a).cloned().unwrap_or_else(|| a.to_string()))
         };
         let mut view = base_view(i, name(i.owner), name(i.first_agent));
-        view.account = accounts
-            .get(&i.account)
-            .cloned()
-            .unwrap_or_else(|| i.account.to_string());
+        match accounts.get(&i.account) {
+            Some((key, show_preview)) => {
+                view.account = key.clone();
+                if !show_preview {
+                    hide_preview(&mut view);
+                }
+            }
+            None => view.account = i.account.to_string(),
+        }
+        view.new_in_conversation = new_in_conversation(store, i).await?;
         view.queue = queues
             .get(&i.queue)
             .cloned()
@@ -147,13 +158,14 @@ fn base_view(
         last_message: i.last_message.clone(),
         continues: i.continues,
         continued_in: i.continued_in,
+        new_in_conversation: 0,
     }
 }
 
 pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<InteractionView> {
-    let account = match store.account(i.account).await {
-        Ok(a) => a.key,
-        Err(StoreError::NotFound(_)) => i.account.to_string(),
+    let (account, show_preview) = match store.account(i.account).await {
+        Ok(a) => (a.key, a.options.show_preview),
+        Err(StoreError::NotFound(_)) => (i.account.to_string(), true),
         Err(e) => return Err(e),
     };
     let queue = match store.queue(i.queue).await {
@@ -170,7 +182,38 @@ pub async fn interaction_view(store: &Store, i: &Interaction) -> StoreResult<Int
     view.queue = queue;
     view.contact = contact_view(store, i.contact).await?;
     view.tags = store.interaction_tags(i.id).await?;
+    view.new_in_conversation = new_in_conversation(store, i).await?;
+    if !show_preview {
+        hide_preview(&mut view);
+    }
     Ok(view)
+}
+
+fn hide_preview(view: &mut InteractionView) {
+    if let Some(last) = &mut view.last_message {
+        last.preview.clear();
+    }
+}
+
+/// Walk the conversation forward (`continued_in`) and count the threads no
+/// agent has handled yet. Nothing to read for the common case (no later
+/// thread); a conversation is a short chain.
+async fn new_in_conversation(store: &Store, i: &Interaction) -> StoreResult<u32> {
+    let mut count = 0;
+    let mut next = i.continued_in;
+    let mut steps = 0;
+    while let Some(id) = next {
+        let later = store.interaction(id).await?;
+        if later.first_agent.is_none() {
+            count += 1;
+        }
+        next = later.continued_in;
+        steps += 1;
+        if steps >= 50 {
+            break;
+        }
+    }
+    Ok(count)
 }
 
 /// Tell an interaction's owner (every tab) what a new message changed: the

@@ -244,6 +244,17 @@ async fn a_reply_after_close_opens_thread_two_linked_both_ways() {
     assert_eq!(t2.continues, Some(t1.id));
     assert_eq!(t1.continued_in, Some(t2.id));
     assert_eq!(t2.status, InteractionStatus::Open);
+    // The list shows thread 1 with one new, unhandled thread after it.
+    let admin = app.login("admin").await;
+    let listed: serde_json::Value = app
+        .get(&admin, "/api/v1/interactions?status=closed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], t1.id.to_string());
+    assert_eq!(listed["items"][0]["new_in_conversation"], 1);
+    assert_eq!(listed["items"][0]["continued_in"], t2.id.to_string());
     let messages = wait_messages(&app, t2, 1).await;
     let mbox = messages[0]
         .attachments
@@ -258,7 +269,6 @@ async fn a_reply_after_close_opens_thread_two_linked_both_ways() {
     // Thread 1 is reopened (by an admin, through the API): it stays linked
     // to thread 2, and a later reply that names thread 1's message still
     // lands in thread 2, the newest thread of the conversation.
-    let admin = app.login("admin").await;
     let res = app
         .send_json(
             reqwest::Method::POST,

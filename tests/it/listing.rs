@@ -270,7 +270,11 @@ async fn pages_follow_the_cursor(backend: Backend) {
 /// A customer's mail, ingested as the mailbox would (this creates the
 /// contact from the display name). Returns the interaction's id.
 async fn mail(store: &Store, from: &str, subject: &str, body: &str) -> InteractionId {
-    let account = store.account_by_key("SERV").await.unwrap();
+    mail_to(store, "SERV", from, subject, body).await
+}
+
+async fn mail_to(store: &Store, key: &str, from: &str, subject: &str, body: &str) -> InteractionId {
+    let account = store.account_by_key(key).await.unwrap();
     let raw = format!(
         "From: {from}\r\nTo: Support <serv@example.test>\r\nSubject: {subject}\r\n\
          Date: Thu, 13 Mar 2025 15:00:00 +0100\r\nMessage-ID: <{}@customer.test>\r\n\
@@ -608,6 +612,63 @@ async fn advanced_search(backend: Backend) {
     assert!(body["items"].as_array().unwrap().is_empty());
 }
 
+/// Items show the last message's preview, unless the account turns
+/// previews off.
+async fn previews_follow_the_account(backend: Backend) {
+    let app = spawn_app(Options {
+        backend,
+        extra: format!(
+            "{}[[accounts]]\nkey = \"QUIET\"\naddress = \"quiet@example.test\"\nqueue = \"support\"\nshow_preview = false\n\
+             imap = {{ host = \"127.0.0.1\", port = 1, tls = \"none\", username = \"u\", password = \"p\" }}\n\
+             smtp = {{ host = \"127.0.0.1\", port = 1, tls = \"none\", username = \"u\", password = \"p\" }}\n",
+            config()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let store = app.app.state.store.clone();
+    let loud = mail(
+        &store,
+        "A <a@customer.test>",
+        "Loud",
+        "Everyone may read this line.",
+    )
+    .await;
+    let quiet = mail_to(
+        &store,
+        "QUIET",
+        "B <b@customer.test>",
+        "Quiet",
+        "Keep this line private.",
+    )
+    .await;
+    let sup = app.login("sup").await;
+    let (_, body) = list(&app, &sup, "").await;
+    let item = |id: InteractionId| {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id.to_string())
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        item(loud)["last_message"]["preview"]
+            .as_str()
+            .unwrap()
+            .contains("Everyone may read")
+    );
+    assert_eq!(item(loud)["last_message"]["direction"], "in");
+    assert_eq!(item(quiet)["last_message"]["preview"], "");
+    assert_eq!(item(quiet)["new_in_conversation"], 0);
+    let res = app
+        .get(&sup, &format!("/api/v1/interactions/{quiet}"))
+        .await;
+    let one: Value = res.json().await.unwrap();
+    assert_eq!(one["last_message"]["preview"], "");
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -635,4 +696,5 @@ on_both_stores!(
     pages_follow_the_cursor,
     search,
     advanced_search,
+    previews_follow_the_account,
 );
