@@ -26,6 +26,11 @@
 //!    IMAP if one is configured (never blocking or failing the delivery),
 //!    and makes the account's other waiting mail due now: the server is back.
 //!
+//! When the server cannot be reached at all (no connection, no answer), the
+//! account's other due mail is held until the same retry time: an outage
+//! costs one attempt per retry, not one timeout per queued mail. A new mail
+//! (a wake) lifts the hold and tries at once.
+//!
 //! Between 2 and 3 a crash leaves the row queued with its lease: the mail is
 //! sent again when the lease runs out, with the same Message-ID. That is the
 //! at-least-once edge of the outbox (docs/compose.md); every other path is
@@ -96,6 +101,7 @@ impl Actor for SenderActor {
             wake: self.wake.clone(),
             cancel: self.cancel.clone(),
             transport: None,
+            held_until: None,
         };
         let span = info_span!("sender", account = %self.account.key);
         ctx.spawn(
@@ -133,6 +139,10 @@ struct Loop {
     /// Built on first use (it needs the password from the store) and kept:
     /// it holds the connection pool.
     transport: Option<Transport>,
+    /// The server could not be reached: the account's other due mail waits
+    /// until then too, so an outage costs one attempt per retry, not one
+    /// (timeout) per queued mail. A new mail (a wake) lifts it.
+    held_until: Option<DateTime<Utc>>,
 }
 
 impl Loop {
@@ -143,16 +153,25 @@ impl Loop {
             if self.cancel.is_cancelled() {
                 return;
             }
-            if let Err(e) = self.drain().await {
+            if self.held_until.is_some_and(|h| h <= Utc::now()) {
+                self.held_until = None;
+            }
+            if self.held_until.is_none()
+                && let Err(e) = self.drain().await
+            {
                 warn!(account = %key, error = %e, "outbox: store error; retrying after the poll interval");
             }
-            let wait = match self.deps.store.next_outbox_due(self.account.id).await {
-                Ok(Some(at)) => until(at).min(self.deps.settings.poll),
-                Ok(None) | Err(_) => self.deps.settings.poll,
+            let poll = self.deps.settings.poll;
+            let wait = match self.held_until {
+                Some(held) => until(held).min(poll),
+                None => match self.deps.store.next_outbox_due(self.account.id).await {
+                    Ok(Some(at)) => until(at).min(poll),
+                    Ok(None) | Err(_) => poll,
+                },
             };
             tokio::select! {
                 () = self.cancel.cancelled() => return,
-                () = self.wake.notified() => {}
+                () = self.wake.notified() => self.held_until = None,
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -173,22 +192,38 @@ impl Loop {
                 if self.cancel.is_cancelled() {
                     return Ok(());
                 }
-                self.attempt(id).await?;
+                if let Some(retry_at) = self.attempt(id).await? {
+                    self.held_until = Some(retry_at);
+                    return Ok(());
+                }
             }
         }
     }
 
-    async fn attempt(&mut self, id: i64) -> Result<(), StoreError> {
+    /// One attempt at one row. `Some(retry time)` when the server could not
+    /// be reached (the rest of the account's mail should wait for it too).
+    async fn attempt(&mut self, id: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = Utc::now();
         let lease = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
         let Some(job) = self.deps.store.claim_outbox(id, now, lease).await? else {
             // Sent, failed or taken by another sender meanwhile.
-            return Ok(());
+            return Ok(None);
         };
+        let mut unreachable = false;
         let outcome = match self.send(&job).await {
             Ok(()) => OutboxOutcome::Sent,
             Err(SendError::Permanent(reason)) => OutboxOutcome::Failed { error: reason },
-            Err(SendError::Transient(reason)) => self.retry_or_give_up(&job, reason),
+            Err(SendError::Transient {
+                reason,
+                server_down,
+            }) => {
+                unreachable = server_down;
+                self.retry_or_give_up(&job, reason)
+            }
+        };
+        let hold = match &outcome {
+            OutboxOutcome::Retry { at, .. } if unreachable => Some(*at),
+            _ => None,
         };
         let label = match &outcome {
             OutboxOutcome::Sent => "sent",
@@ -211,7 +246,7 @@ impl Loop {
         let change = match self.deps.store.finish_outbox(job.id, outcome).await {
             Ok(change) => change,
             // Not queued any more: nothing of ours to record.
-            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(StoreError::Conflict(_)) => return Ok(hold),
             Err(e) => return Err(e),
         };
         announce(&self.deps, &change).await;
@@ -254,7 +289,7 @@ impl Loop {
                 );
             }
         }
-        Ok(())
+        Ok(hold)
     }
 
     fn retry_or_give_up(&self, job: &OutboxJob, reason: String) -> OutboxOutcome {
@@ -287,16 +322,24 @@ impl Loop {
             }
         };
         match tokio::time::timeout(ATTEMPT_TIMEOUT, transport.send_raw(&envelope, &job.raw)).await {
-            Err(_) => Err(SendError::Transient(format!(
-                "no answer from {}:{} within {}",
-                self.account.smtp.host,
-                self.account.smtp.port,
-                human(ATTEMPT_TIMEOUT)
-            ))),
+            Err(_) => Err(SendError::Transient {
+                reason: format!(
+                    "no answer from {}:{} within {}",
+                    self.account.smtp.host,
+                    self.account.smtp.port,
+                    human(ATTEMPT_TIMEOUT)
+                ),
+                server_down: true,
+            }),
             Ok(Ok(_)) => Ok(()),
             // A 5xx: the server will never take this mail.
             Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Ok(Err(e)) => Err(SendError::Transient(describe(&e))),
+            // A 4xx is about this mail (a full mailbox, greylisting): the
+            // server is there, the next mail may well go.
+            Ok(Err(e)) => Err(SendError::Transient {
+                reason: describe(&e),
+                server_down: !e.is_transient(),
+            }),
         }
     }
 
@@ -306,10 +349,15 @@ impl Loop {
             .store
             .account_secrets(self.account.id)
             .await
-            .map_err(|e| SendError::Transient(format!("store: {e}")))?
+            .map_err(|e| SendError::Transient {
+                reason: format!("store: {e}"),
+                server_down: true,
+            })?
             .smtp_password;
-        transport(&self.account, password.expose())
-            .map_err(|e| SendError::Transient(format!("SMTP settings: {e}")))
+        transport(&self.account, password.expose()).map_err(|e| SendError::Transient {
+            reason: format!("SMTP settings: {e}"),
+            server_down: true,
+        })
     }
 }
 
@@ -317,8 +365,9 @@ impl Loop {
 enum SendError {
     /// Retrying cannot help (a 5xx answer, an unusable address).
     Permanent(String),
-    /// It may work later.
-    Transient(String),
+    /// It may work later. `server_down`: the server was not reached (or
+    /// did not answer), as opposed to a 4xx about this mail.
+    Transient { reason: String, server_down: bool },
 }
 
 /// lettre's error text, with the cause (e.g. "Connection refused") that its

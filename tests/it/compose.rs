@@ -639,18 +639,38 @@ async fn smtp_down_then_up_delivers_once(backend: Backend) {
         }
     }
 
+    // A second mail queued during the outage.
+    let (status, second) = post(
+        &app,
+        &token,
+        &format!("/api/v1/interactions/{id}/messages"),
+        json!({"mode": "reply", "text": "Are you there?"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+    let second_id = second["id"].as_str().unwrap().to_string();
+    wait_attempts(&app, &second_id, 1).await;
+
     proxy.bring_up();
     delivery_frame(&mut ws, &mid, "sent").await;
-    let got = inbox(&customer, 1).await;
+    wait_delivery(&app, &id, &second_id, Delivery::Sent).await;
+    let got = inbox(&customer, 2).await;
     // Give a duplicate every chance to show up before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let got_after = inbox(&customer, 1).await;
-    assert_eq!(got.len(), 1);
-    assert_eq!(got_after.len(), 1, "delivered exactly once");
-    assert_eq!(
-        got_after[0].1.message_id,
-        message["message_id"].as_str().map(String::from)
-    );
+    let got_after = inbox(&customer, 2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got_after.len(), 2, "each delivered exactly once");
+    let mut ids: Vec<String> = got_after
+        .iter()
+        .filter_map(|(_, m)| m.message_id.clone())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = [&message, &second]
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
     let entry = store(&app)
         .outbox_entry(MessageId(mid.parse().unwrap()))
         .await
