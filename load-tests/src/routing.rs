@@ -16,8 +16,10 @@
 //!   winner's accept → `assigned`, the fan-out (first → last agent offered);
 //!   and mailroom's own part, `mailroom_exists_to_offer_seconds` (EXISTS →
 //!   offer), exact per mail (the histogram's sum grows by one observation per
-//!   mail) and as the histogram reads, with `mailroom_offer_latency_seconds`
-//!   (enqueue → offer, one observation per agent offered).
+//!   mail), split the same way into ingest's EXISTS → commit
+//!   (`mailroom_ingest_latency_seconds`) and the rest, commit → offer; and
+//!   as the histograms read, with `mailroom_offer_latency_seconds` (enqueue
+//!   → offer, one observation per agent offered).
 //! - **Taken** (`--taken`, ring_all, default 50 agents): per round every
 //!   agent gets the offer, one agent chosen at random accepts, and the time
 //!   from its accept leaving to each other agent's
@@ -39,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::agents::{Agents, Answer, Event, Kind, interaction_of_req};
 use crate::app::{
-    Mailroom, Services, StoreArg, Team, load_average, peak_rss_mib, process_cpu_seconds,
+    ACCOUNT, Mailroom, Services, StoreArg, Team, load_average, peak_rss_mib, process_cpu_seconds,
 };
 use crate::ingest::{Outcome, append_json_line, histogram_json, round3, tail};
 use crate::logs::LogCounts;
@@ -49,6 +51,7 @@ use crate::stats::Summary;
 
 const EXISTS_TO_OFFER: &str = "mailroom_exists_to_offer_seconds";
 const OFFER_LATENCY: &str = "mailroom_offer_latency_seconds";
+const INGEST_LATENCY: &str = "mailroom_ingest_latency_seconds";
 const OFFERS: &str = "mailroom_offers_total";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CAPACITY: u32 = 1_000_000;
@@ -468,29 +471,96 @@ async fn append_when_idle(
     Ok((sent, Instant::now()))
 }
 
-/// The exact EXISTS → offer of the mail just offered: what the histogram's
-/// sum grew by, when it grew by exactly one observation.
+/// The exact EXISTS → offer of the mail just offered, and its EXISTS →
+/// commit (ingest's part of it): what each histogram's sum grew by, when it
+/// grew by exactly one observation.
 struct Exact {
-    previous: Histogram,
+    offer: Histogram,
+    commit: Histogram,
+}
+
+/// One mail's exact figures, in seconds.
+struct Split {
+    exists_to_offer: Option<f64>,
+    exists_to_commit: Option<f64>,
 }
 
 impl Exact {
     async fn new(app: &Mailroom) -> anyhow::Result<Exact> {
+        let text = app.metrics().await?;
         Ok(Exact {
-            previous: exists_to_offer(&app.metrics().await?),
+            offer: exists_to_offer(&text),
+            commit: exists_to_commit(&text),
         })
     }
 
-    async fn next(&mut self, app: &Mailroom) -> anyhow::Result<Option<f64>> {
-        let now = exists_to_offer(&app.metrics().await?);
-        let delta = now.since(&self.previous);
-        self.previous = now;
-        Ok((delta.count == 1).then_some(delta.sum))
+    async fn next(&mut self, app: &Mailroom) -> anyhow::Result<Split> {
+        let text = app.metrics().await?;
+        let (offer, commit) = (exists_to_offer(&text), exists_to_commit(&text));
+        let one = |d: Histogram| (d.count == 1).then_some(d.sum);
+        let split = Split {
+            exists_to_offer: one(offer.since(&self.offer)),
+            exists_to_commit: one(commit.since(&self.commit)),
+        };
+        (self.offer, self.commit) = (offer, commit);
+        Ok(split)
+    }
+}
+
+/// The exact splits of every mail that had both, as three series.
+#[derive(Default)]
+struct Splits {
+    exists_to_offer: Vec<f64>,
+    exists_to_commit: Vec<f64>,
+    commit_to_offer: Vec<f64>,
+    untimed: u64,
+}
+
+impl Splits {
+    fn push(&mut self, s: Split) {
+        let Some(offer) = s.exists_to_offer else {
+            self.untimed += 1;
+            return;
+        };
+        self.exists_to_offer.push(offer);
+        if let Some(commit) = s.exists_to_commit {
+            self.exists_to_commit.push(commit);
+            self.commit_to_offer.push(offer - commit);
+        }
+    }
+
+    fn report(&self, r: &mut Report) {
+        r.dist(
+            "EXISTS → offer, exact per mail (each mail's own observation of mailroom_exists_to_offer_seconds):",
+            "exists_to_offer_ms",
+            &self.exists_to_offer,
+        );
+        r.dist(
+            "… of which EXISTS → commit (ingest: fetch, parse, one transaction; mailroom_ingest_latency_seconds):",
+            "exists_to_commit_ms",
+            &self.exists_to_commit,
+        );
+        r.dist(
+            "… and commit → offer (enqueue, the queue's reads, offers recorded, frames pushed; the difference):",
+            "commit_to_offer_ms",
+            &self.commit_to_offer,
+        );
+        if self.untimed > 0 {
+            r.lines.push(format!(
+                "note      {} mails could not be timed on their own (their offer did not add exactly one observation)",
+                self.untimed
+            ));
+        }
+        r.json.insert("untimed".into(), json!(self.untimed));
     }
 }
 
 fn exists_to_offer(text: &str) -> Histogram {
     Histogram::parse(text, EXISTS_TO_OFFER, &[]).unwrap_or_default()
+}
+
+fn exists_to_commit(text: &str) -> Histogram {
+    Histogram::parse(text, INGEST_LATENCY, &[("account", ACCOUNT)]).unwrap_or_default()
 }
 
 fn secs(d: Duration) -> f64 {
@@ -623,8 +693,8 @@ async fn mails(
     let progress = bar(n, "offered")?;
     let (mut append_to_offer, mut answered_to_offer, mut accept_to_assigned) =
         (Vec::new(), Vec::new(), Vec::new());
-    let (mut spread, mut exists_exact, mut append_rtt) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut unsettled, mut untimed) = (0u64, 0u64);
+    let (mut spread, mut append_rtt, mut splits) = (Vec::new(), Vec::new(), Splits::default());
+    let mut unsettled = 0u64;
     for i in 0..n {
         let (sent, answered) = append_when_idle(app, &mut session, generator, i, stall).await?;
         append_rtt.push(secs(answered - sent));
@@ -651,10 +721,7 @@ async fn mails(
         {
             accept_to_assigned.push(secs(winner.at - *sent));
         }
-        match exact.next(app).await? {
-            Some(s) => exists_exact.push(s),
-            None => untimed += 1,
-        }
+        splits.push(exact.next(app).await?);
     }
     progress.finish();
     session.logout().await;
@@ -679,11 +746,7 @@ async fn mails(
         "answered_to_offer_ms",
         &answered_to_offer,
     );
-    r.dist(
-        "EXISTS → offer, exact per mail (each mail's own observation of mailroom_exists_to_offer_seconds):",
-        "exists_to_offer_ms",
-        &exists_exact,
-    );
+    splits.report(&mut r);
     r.dist(
         &format!("first → last of the {fan_out} agents offered (fan-out, client side):"),
         "offer_spread_ms",
@@ -701,12 +764,6 @@ async fn mails(
     );
     r.server(&before, &after);
     once_lines(&listener.ledger, n, unsettled, &mut r);
-    if untimed > 0 {
-        r.lines.push(format!(
-            "note      {untimed} mails could not be timed on their own (their offer did not add exactly one observation)"
-        ));
-    }
-    r.json.insert("untimed".into(), json!(untimed));
     Ok(r.done())
 }
 
@@ -766,7 +823,7 @@ async fn taken(
     let (mut assigned_at_to_taken, mut server_spread) = (Vec::new(), Vec::new());
     let (mut accept_to_assigned, mut append_to_offer, mut offer_spread) =
         (Vec::new(), Vec::new(), Vec::new());
-    let mut exists_exact = Vec::new();
+    let mut splits = Splits::default();
     let (mut incomplete, mut unsettled, mut good, mut wrong) = (0u64, 0u64, 0u64, Vec::new());
     for r in 0..rounds {
         let (sent, answered) = append_when_idle(app, &mut session, generator, r, stall).await?;
@@ -788,9 +845,7 @@ async fn taken(
             append_to_offer.push(secs(first.at - sent));
             offer_spread.push(secs(last.at - first.at));
         }
-        if let Some(s) = exact.next(app).await? {
-            exists_exact.push(s);
-        }
+        splits.push(exact.next(app).await?);
         let offered: Vec<usize> = tally.offers.keys().copied().collect();
         let winner = offered[rand::random_range(0..offered.len())];
         let offer_id = tally.offers[&winner].offer_id.clone();
@@ -913,11 +968,7 @@ async fn taken(
         "offer_spread_ms",
         &offer_spread,
     );
-    rep.dist(
-        "EXISTS → offer, exact per round:",
-        "exists_to_offer_ms",
-        &exists_exact,
-    );
+    splits.report(&mut rep);
     rep.server(&before, &after);
     rep.lines.push(format!(
         "check     {good} of {rounds} rounds had exactly one assigned (the chosen agent, answered ok) and {} taken; {incomplete} rounds not offered to all {k}; {unsettled} not settled within --stall-secs; {late} interactions with extra frames after their round",
