@@ -89,6 +89,8 @@ pub async fn interaction_views(
         .into_iter()
         .map(|a| (a.id, a.username))
         .collect();
+    let ids: Vec<InteractionId> = items.iter().map(|i| i.id).collect();
+    let mut tags = store.tags_of(&ids).await?;
     let mut out = Vec::with_capacity(items.len());
     for i in items {
         let name = |id: Option<AgentId>| {
@@ -110,7 +112,7 @@ pub async fn interaction_views(
             .cloned()
             .unwrap_or_else(|| i.queue.to_string());
         view.contact = contact_view(store, i.contact).await?;
-        view.tags = store.interaction_tags(i.id).await?;
+        view.tags = tags.remove(&i.id).unwrap_or_default();
         out.push(view);
     }
     Ok(out)
