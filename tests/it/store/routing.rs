@@ -348,7 +348,8 @@ pub(super) async fn accept_of_a_taken_or_closed_interaction_is_gone(store: &Stor
     );
     let closed = store.interaction(other.id).await.unwrap();
     assert_eq!((closed.owner, closed.first_agent), (None, None));
-    assert!(is_live(store, rows[0].id).await);
+    // Closing withdrew the offer itself (no zombie offer stays live).
+    assert!(!is_live(store, rows[0].id).await);
 }
 
 /// Invariant 2 through offers: 50 agents hold live offers for one
