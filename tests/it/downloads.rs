@@ -451,7 +451,12 @@ async fn eml_of_a_sent_reply(backend: Backend) {
     let parsed = mail_parser::MessageParser::default().parse(&full).unwrap();
     assert_eq!(parsed.attachment_count(), 1);
     assert_eq!(parsed.subject(), sent["subject"].as_str());
-    assert!(parsed.subject().unwrap().contains("Order 42 missing parcel"));
+    assert!(
+        parsed
+            .subject()
+            .unwrap()
+            .contains("Order 42 missing parcel")
+    );
     let bare = app
         .get(
             &alice,
@@ -473,6 +478,70 @@ async fn eml_of_a_sent_reply(backend: Backend) {
     assert_eq!(
         parsed.in_reply_to().as_text(),
         Some("dl-reply@customer.test")
+    );
+}
+
+/// The whole road: a mail sent through Postfix, delivered to Dovecot, read
+/// by the account's mailbox over IMAP; its downloads are what arrived.
+async fn a_mail_through_postfix_and_dovecot_downloads_as_delivered(backend: Backend) {
+    let mailbox = crate::support::mail::fresh_address("dl");
+    let app = crate::ingest::app_with_account(backend, &mailbox, "").await;
+    let sent = customer_mail("dl-e2e");
+    crate::support::mail::smtp_send("ivan.petrov@customer.test", &[&mailbox], &sent).await;
+    let interaction = crate::ingest::wait_interactions(&app, 1).await.remove(0);
+    let messages = crate::ingest::wait_messages(&app, &interaction, 1).await;
+    let m = messages[0].id;
+    let alice = app.login("alice").await;
+
+    let full = app
+        .get(&alice, &format!("/api/v1/messages/{m}/raw"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    // Postfix added its trace header; the customer's bytes follow unchanged.
+    assert!(full.starts_with(b"Return-Path:") || full.windows(9).any(|w| w == b"Received:"));
+    let body_at = sent.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        full.ends_with(&sent[body_at..]),
+        "the body arrives byte for byte"
+    );
+    let parsed = mail_parser::MessageParser::default().parse(&full).unwrap();
+    assert_eq!(parsed.attachment_count(), 4);
+
+    let bare = app
+        .get(
+            &alice,
+            &format!("/api/v1/messages/{m}/raw?attachments=false"),
+        )
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let parsed = mail_parser::MessageParser::default().parse(&bare).unwrap();
+    assert_eq!(parsed.attachment_count(), 0);
+    assert!(
+        parsed.header("Received").is_some(),
+        "trace headers are kept"
+    );
+    assert!(parsed.body_text(0).unwrap().contains("Καλημέρα"));
+
+    let pdf = messages[0].attachments[0].id;
+    let res = app.get(&alice, &format!("/api/v1/attachments/{pdf}")).await;
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"%PDF-1.4\n% first\n");
+    let res = app
+        .get(
+            &alice,
+            &format!("/api/v1/interactions/{}/transcript.pdf", interaction.id),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = poppler("pdftotext", &res.bytes().await.unwrap());
+    assert!(
+        text.contains("Здравствуйте, мой заказ не пришёл."),
+        "{text}"
     );
 }
 
@@ -858,6 +927,7 @@ on_both_stores!(
     downloading_attachments_is_a_role_permission,
     eml_with_and_without_attachments,
     eml_of_a_sent_reply,
+    a_mail_through_postfix_and_dovecot_downloads_as_delivered,
     zips_of_a_message_and_of_an_interaction,
     the_transcript_is_a_readable_pdf,
     canned_answers_crud_rendering_and_authorization,
