@@ -276,6 +276,8 @@ pub struct StoredMessage {
     pub delivery: Option<Delivery>,
     /// Why delivery failed (an SMTP error or a bounce's reason).
     pub delivery_error: Option<String>,
+    /// The agent who wrote it (notes and outgoing mail).
+    pub author: Option<AgentId>,
     pub attachments: Vec<AttachmentMeta>,
     /// When the store received (or, for outgoing mail, created) it.
     #[serde(rename = "at")]

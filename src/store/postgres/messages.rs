@@ -21,7 +21,7 @@ use crate::store::{
 
 const MESSAGES: &str = "SELECT id, interaction_id, direction, kind, from_addr, from_name,
          to_addrs, cc_addrs, bcc_addrs, reply_to, subject, text_body, html_body, message_id_header,
-         in_reply_to, references_header, delivery, delivery_error, created_at
+         in_reply_to, references_header, delivery, delivery_error, author_agent_id, created_at
      FROM messages WHERE interaction_id = $1
      ORDER BY created_at, id";
 
@@ -100,6 +100,7 @@ fn message_row(row: &Row) -> StoreResult<StoredMessage> {
             .try_get::<_, Option<Name<Delivery>>>("delivery")?
             .map(|d| d.0),
         delivery_error: row.try_get("delivery_error")?,
+        author: row.try_get::<_, Option<i64>>("author_agent_id")?.map(crate::domain::AgentId),
         attachments: Vec::new(),
         created_at: row.try_get("created_at")?,
     })

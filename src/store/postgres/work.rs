@@ -340,6 +340,7 @@ async fn add_note_in(tx: &Transaction<'_>, note: NewNote) -> StoreResult<StoredM
         references: Vec::new(),
         delivery: None,
         delivery_error: None,
+        author: Some(note.author),
         attachments,
         created_at: now,
     })

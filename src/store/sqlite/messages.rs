@@ -23,7 +23,7 @@ use crate::store::{
 
 const MESSAGES: &str = "SELECT id, interaction_id, direction, kind, from_addr, from_name,
          to_addrs, cc_addrs, bcc_addrs, reply_to, subject, text_body, html_body, message_id_header,
-         in_reply_to, references_header, delivery, delivery_error, created_at
+         in_reply_to, references_header, delivery, delivery_error, author_agent_id, created_at
      FROM messages WHERE interaction_id = ?1
      ORDER BY created_at, id";
 
@@ -102,6 +102,7 @@ fn message_row(row: &Row<'_>) -> StoreResult<StoredMessage> {
             .get::<_, Option<Name<Delivery>>>("delivery")?
             .map(|d| d.0),
         delivery_error: row.get("delivery_error")?,
+        author: row.get::<_, Option<i64>>("author_agent_id")?.map(crate::domain::AgentId),
         attachments: Vec::new(),
         created_at: row.get::<_, Millis>("created_at")?.0,
     })

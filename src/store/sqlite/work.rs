@@ -402,6 +402,7 @@ impl SqliteStore {
                 references: Vec::new(),
                 delivery: None,
                 delivery_error: None,
+                author: Some(note.author),
                 attachments,
                 created_at: now,
             })
