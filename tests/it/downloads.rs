@@ -932,3 +932,23 @@ on_both_stores!(
     the_transcript_is_a_readable_pdf,
     canned_answers_crud_rendering_and_authorization,
 );
+
+/// The permission names roles; anything else refuses to start, with the key.
+#[test]
+fn an_unknown_role_in_download_attachments_is_a_config_error() {
+    let err = mailroom::config::Settings::from_toml(
+        "[permissions]\ndownload_attachments = [\"agent\", \"boss\"]\n",
+    )
+    .expect_err("an unknown role is refused");
+    assert!(
+        err.issues
+            .iter()
+            .any(|i| i.key == "permissions.download_attachments" && i.message.contains("boss")),
+        "{err}"
+    );
+    let ok = mailroom::config::Settings::from_toml("[permissions]\ndownload_attachments = []\n")
+        .expect("nobody may download");
+    assert!(ok.permissions.download_attachments.is_empty());
+    let default = mailroom::config::Settings::from_toml("").expect("defaults");
+    assert_eq!(default.permissions.download_attachments.len(), 3);
+}
