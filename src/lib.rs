@@ -23,9 +23,12 @@
 //! - [`presence`]: `enum Presence { Memory, Redis }`: who is online or
 //!   paused, with a heartbeat TTL, and on which node.
 //! - [`provision`]: upserts the agents, queues and accounts named in the config.
-//! - [`actors`]: one actix actor per agent (all of its sockets) —
-//!   mailboxes and queues join in later issues.
-//! - [`http`]: one file per resource (health, auth, admin), the error
+//! - [`actors`]: one actix actor per agent (all of its sockets), per
+//!   mailbox (IMAP IDLE and ingest), per queue (routing) and per account's
+//!   outbox (`sender`: SMTP delivery, retries, the Sent copy).
+//! - [`http`]: one file per resource (health, auth, admin, interactions,
+//!   compose, desk, downloads, contacts, supervisor…), the access rule
+//!   (`access.rs`), the PDF transcript renderer (`transcript.rs`), the error
 //!   mapping, OpenAPI, and `ws/` (route, protocol frames, session actor).
 //! - [`secret`]: `Secret`, redacted in `Debug`, for passwords and tokens.
 

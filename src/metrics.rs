@@ -34,6 +34,7 @@ pub const OFFERS: &str = "mailroom_offers_total";
 pub const OFFER_LATENCY: &str = "mailroom_offer_latency_seconds";
 pub const WAIT_SECONDS: &str = "mailroom_wait_seconds";
 pub const EXISTS_TO_OFFER: &str = "mailroom_exists_to_offer_seconds";
+pub const OUTBOX_ATTEMPTS: &str = "mailroom_outbox_attempts_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -175,6 +176,11 @@ fn describe() {
         EXISTS_TO_OFFER,
         Unit::Seconds,
         "From the mailbox learning of a new mail (IMAP EXISTS, or the fetch that found it) to its first offer being recorded and sent to an agent."
+    );
+    describe_counter!(
+        OUTBOX_ATTEMPTS,
+        Unit::Count,
+        "SMTP delivery attempts of outgoing mail, by account and outcome (sent, retry, failed)."
     );
     describe_histogram!(
         WAIT_SECONDS,

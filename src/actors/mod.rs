@@ -11,6 +11,9 @@
 //!
 //! - [`queue`]: one `QueueActor` per queue: the waiting list, offers,
 //!   accept/reject/timeout; `Routing` finds queues and offers.
+//!
+//! - [`sender`]: one `SenderActor` per account: the outbox over SMTP
+//!   (lettre), retries with backoff, the copy to the Sent folder.
 
 pub mod agent;
 pub mod mailbox;

@@ -242,6 +242,8 @@ impl Loop {
             }
         }
         debug!(outcome = label, "outbox attempt recorded");
+        metrics::counter!(crate::metrics::OUTBOX_ATTEMPTS, "account" => self.account.key.clone(), "outcome" => label)
+            .increment(1);
         let sent = matches!(outcome, OutboxOutcome::Sent);
         let change = match self.deps.store.finish_outbox(job.id, outcome).await {
             Ok(change) => change,

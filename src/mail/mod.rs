@@ -7,7 +7,8 @@
 //! - [`imap`]: an IMAP session over plain TCP, STARTTLS or TLS (rustls with
 //!   ring), login, SELECT, batched UID FETCH and IDLE (async-imap on tokio).
 //!
-//! Later: `build.rs` (MIME for outgoing mail) and `smtp.rs` (the outbox sender).
+//! - [`compose`]: outgoing mail: recipients, subjects, bodies and MIME
+//!   (lettre's builder); the sender is `actors/sender.rs`.
 
 pub mod compose;
 pub mod imap;
