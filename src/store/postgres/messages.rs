@@ -100,7 +100,9 @@ fn message_row(row: &Row) -> StoreResult<StoredMessage> {
             .try_get::<_, Option<Name<Delivery>>>("delivery")?
             .map(|d| d.0),
         delivery_error: row.try_get("delivery_error")?,
-        author: row.try_get::<_, Option<i64>>("author_agent_id")?.map(crate::domain::AgentId),
+        author: row
+            .try_get::<_, Option<i64>>("author_agent_id")?
+            .map(crate::domain::AgentId),
         attachments: Vec::new(),
         created_at: row.try_get("created_at")?,
     })

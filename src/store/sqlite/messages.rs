@@ -102,7 +102,9 @@ fn message_row(row: &Row<'_>) -> StoreResult<StoredMessage> {
             .get::<_, Option<Name<Delivery>>>("delivery")?
             .map(|d| d.0),
         delivery_error: row.get("delivery_error")?,
-        author: row.get::<_, Option<i64>>("author_agent_id")?.map(crate::domain::AgentId),
+        author: row
+            .get::<_, Option<i64>>("author_agent_id")?
+            .map(crate::domain::AgentId),
         attachments: Vec::new(),
         created_at: row.get::<_, Millis>("created_at")?.0,
     })
