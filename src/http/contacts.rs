@@ -3,7 +3,7 @@
 //! contacts; merging is for supervisors and admins. The journey lists only
 //! what the caller may read (the list's rule, inside the query).
 
-use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::Deserialize;
 use tracing::info;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -18,7 +18,7 @@ use crate::store::Contact;
 use crate::store::contacts::ContactSpec;
 
 #[derive(OpenApi)]
-#[openapi(paths(search, create, get_contact, update, merge, journey))]
+#[openapi(paths(search, create, get_contact, update, remove, merge, journey))]
 pub struct Doc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(create)
         .service(get_contact)
         .service(update)
+        .service(remove)
         .service(merge)
         .service(journey);
 }
@@ -117,6 +118,24 @@ pub async fn update(
     let contact = state.store.update_contact(id.into_inner(), spec).await?;
     info!(agent = %caller.agent.id, contact = %contact.id, "contact updated");
     Ok(HttpResponse::Ok().json(contact))
+}
+
+/// Delete a contact with no interactions (one with interactions is a 409:
+/// merge it instead). Supervisors and admins.
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[delete("/contacts/{id}")]
+pub async fn remove(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<ContactId>,
+) -> ApiResult<HttpResponse> {
+    caller.require(Role::Supervisor)?;
+    let id = id.into_inner();
+    state.store.delete_contact(id).await?;
+    info!(agent = %caller.agent.id, contact = %id, "contact deleted");
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Merge another contact into this one: its interactions and addresses move

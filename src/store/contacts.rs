@@ -73,6 +73,12 @@ impl Store {
         dispatch!(self.update_contact(id, spec))
     }
 
+    /// Delete a contact that has no interactions (one that has is a
+    /// `Conflict`: merge it instead, so history keeps a customer).
+    pub async fn delete_contact(&self, id: ContactId) -> StoreResult<()> {
+        dispatch!(self.delete_contact(id))
+    }
+
     /// Merge `from` into `into`: `from`'s interactions and addresses move to
     /// `into` (which keeps its names, taking `from`'s where it has none), and
     /// `from` points to `into`. One transaction.

@@ -185,6 +185,50 @@ async fn create_edit_and_search(backend: Backend) {
     assert_eq!(status, 409);
     let (status, _) = get(&app, &alice, "/api/v1/contacts/999999").await;
     assert_eq!(status, 404);
+
+    // Delete: supervisors, and only a contact without interactions.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &alice,
+        &format!("/api/v1/contacts/{ana}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let sup = app.login("sup").await;
+    let (_, found) = get(&app, &sup, "/api/v1/contacts?q=bruno").await;
+    let bruno = found[0]["id"].as_str().unwrap().to_string();
+    let (status, body) = call(
+        &app,
+        Method::DELETE,
+        &sup,
+        &format!("/api/v1/contacts/{bruno}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &sup,
+        &format!("/api/v1/contacts/{ana}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = get(&app, &sup, &format!("/api/v1/contacts/{ana}")).await;
+    assert_eq!(status, 404);
+    // Its addresses are free again.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &sup,
+        "/api/v1/contacts",
+        json!({"emails": ["ana@example.com"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
 }
 
 /// Two contacts turn out to be one person: merging moves the interactions

@@ -99,7 +99,34 @@ async fn claim_emails(tx: &Transaction<'_>, id: ContactId, emails: &[String]) ->
 
 const CURRENT: &str = "SELECT COALESCE(merged_into, id) FROM contacts WHERE id = $1";
 
+const IN_USE: &str = "SELECT count(*) FROM interactions WHERE contact_id = $1";
+const DELETE_EMAILS: &str = "DELETE FROM contact_emails WHERE contact_id = $1";
+// Contacts merged into this one earlier keep pointing at a row: they go too.
+const DELETE: &str = "DELETE FROM contacts WHERE id = $1 OR merged_into = $1";
+const LOCK_ONE: &str = "SELECT id FROM contacts WHERE id = $1 FOR UPDATE";
+
 impl PgStore {
+    pub async fn delete_contact(&self, id: ContactId) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx.prepare_cached(LOCK_ONE).await?;
+        tx.query(&stmt, &[&id.0]).await?;
+        load(&tx, id).await?;
+        let stmt = tx.prepare_cached(IN_USE).await?;
+        let used: i64 = tx.query_one(&stmt, &[&id.0]).await?.try_get(0)?;
+        if used > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the contact has {used} interaction(s); merge it into another instead"
+            )));
+        }
+        for sql in [DELETE_EMAILS, DELETE] {
+            let stmt = tx.prepare_cached(sql).await?;
+            tx.execute(&stmt, &[&id.0]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn current_contact(&self, id: ContactId) -> StoreResult<Contact> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(CURRENT).await?;

@@ -91,7 +91,28 @@ fn claim_emails(tx: &Transaction<'_>, id: ContactId, emails: &[String]) -> Store
 
 const CURRENT: &str = "SELECT COALESCE(merged_into, id) FROM contacts WHERE id = ?1";
 
+const IN_USE: &str = "SELECT count(*) FROM interactions WHERE contact_id = ?1";
+const DELETE_EMAILS: &str = "DELETE FROM contact_emails WHERE contact_id = ?1";
+// Contacts merged into this one earlier keep pointing at a row: they go too.
+const DELETE: &str = "DELETE FROM contacts WHERE id = ?1 OR merged_into = ?1";
+
 impl SqliteStore {
+    pub async fn delete_contact(&self, id: ContactId) -> StoreResult<()> {
+        self.write(move |tx| {
+            load(tx, id)?;
+            let used: i64 = tx.prepare_cached(IN_USE)?.query_row([id.0], |r| r.get(0))?;
+            if used > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the contact has {used} interaction(s); merge it into another instead"
+                )));
+            }
+            tx.prepare_cached(DELETE_EMAILS)?.execute([id.0])?;
+            tx.prepare_cached(DELETE)?.execute([id.0])?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn current_contact(&self, id: ContactId) -> StoreResult<Contact> {
         self.read(move |conn| {
             let now: i64 = conn
