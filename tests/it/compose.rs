@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::app::{Backend, Options, TestApp, Ws, next_frame, send_frame, spawn_app};
 use crate::support::mail::{fresh_address, mail_password, smtp_send};
+use crate::support::on_both_stores;
 use crate::support::services::service_var;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -1131,27 +1132,6 @@ async fn a_sent_mail_is_copied_to_the_sent_folder(backend: Backend) {
         assert!(tokio::time::Instant::now() < deadline, "no copy in Sent");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_stores!(

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::app::{Backend, Options, TestApp, Ws, next_frame, spawn_app};
 use crate::support::mail::{fresh_address, smtp_send};
+use crate::support::on_both_stores;
 
 /// A queue `support` (alice, bob, sup) fed by `SERV` (marking unread
 /// allowed) and `NOUN` (not allowed). The mail servers are never reached
@@ -1113,27 +1114,6 @@ async fn a_real_customer_reply_clears_the_substatus(backend: Backend) {
         kinds.push(f["message"]["kind"].as_str().unwrap().to_string());
     }
     assert_eq!(kinds, ["auto_reply", "mail"]);
-}
-
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_stores!(

@@ -19,6 +19,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::app::{Backend, Options, TestApp, spawn_app};
+use crate::support::on_both_stores;
 
 /// One queue `support` (alice only; bob belongs to no queue) and the
 /// account `SERV`, whose servers are never reached (port 1).
@@ -899,27 +900,6 @@ async fn canned_answers_crud_rendering_and_authorization(backend: Backend) {
         status_of(&app, &admin, "/api/v1/canned-answers/abc").await,
         404
     );
-}
-
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_stores!(

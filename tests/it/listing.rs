@@ -8,6 +8,7 @@ use mailroom::store::{ClaimOutcome, Interaction, NewInteraction, Store};
 use serde_json::{Value, json};
 
 use crate::support::app::{Backend, Options, TestApp, spawn_app};
+use crate::support::on_both_stores;
 
 /// Queues `support` (alice, bob) and `billing` (carol), one account each.
 fn config() -> String {
@@ -667,27 +668,6 @@ async fn previews_follow_the_account(backend: Backend) {
         .await;
     let one: Value = res.json().await.unwrap();
     assert_eq!(one["last_message"]["preview"], "");
-}
-
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_stores!(

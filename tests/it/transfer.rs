@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::app::{Backend, Options, TestApp, Ws, next_frame, send_frame, spawn_app};
+use crate::support::on_both_stores;
 
 /// Two queues: `support` (alice, bob, sup; ring_all) and `billing` (bob,
 /// carol). carol has capacity 1. Sticky routing is off.
@@ -883,27 +884,6 @@ async fn close_unmanaged_and_reopen(backend: Backend) {
     let read = get_json(&app, &alice_t, &format!("/api/v1/interactions/{id}")).await;
     assert_eq!(read["unread"], false);
     assert_eq!(read["messages"], json!([]));
-}
-
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(crate::support::app::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_stores!(
