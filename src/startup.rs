@@ -194,6 +194,12 @@ impl App {
         // We handle SIGINT/SIGTERM ourselves so that WebSockets get a close
         // frame before the server stops.
         .disable_signals()
+        // Frames to agents are small and must leave at once: with Nagle's
+        // algorithm on (actix's default), a frame written right after
+        // another waits for the client's delayed ACK, up to ~40 ms, which
+        // set every tail of offer → accept and taken-by-another
+        // (docs/performance.md, Routing).
+        .tcp_nodelay(true)
         .shutdown_timeout(10)
         .listen(listener)
         .map_err(|source| StartupError::Bind {
