@@ -32,6 +32,7 @@ mod logs;
 mod mailgen;
 mod prom;
 mod routing;
+mod search;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +64,10 @@ enum Command {
     /// WebSockets, accept → assigned; `--taken`: taken-by-another reaching
     /// every other agent.
     Routing(routing::Args),
+    /// The interactions list, search and advanced search on a Postgres
+    /// database filled with a contact center's year (p50/p95 over HTTP,
+    /// `--explain` for the plans).
+    Search(search::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Ingest(args) => ingest::run(args, &counts).await,
             Command::Routing(args) => routing::run(args, &counts).await,
+            Command::Search(args) => search::run(args, &counts).await,
         }
     })
 }

@@ -334,6 +334,19 @@ impl Store {
         }
         dispatch!(self.list_interactions(filter))
     }
+
+    /// `EXPLAIN (ANALYZE, BUFFERS)` of the list query `filter` makes, for
+    /// measuring (mailroom-load `search --explain`). It runs the query.
+    /// Postgres only: SQLite's `EXPLAIN QUERY PLAN` says too little to be
+    /// worth a second code path.
+    pub async fn explain_list(&self, filter: ListFilter) -> StoreResult<String> {
+        match self {
+            Store::Postgres(s) => s.explain_list(filter).await,
+            Store::Sqlite(_) => Err(StoreError::Invalid(
+                "explain_list is supported on Postgres only".into(),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

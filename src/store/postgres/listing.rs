@@ -36,4 +36,26 @@ impl PgStore {
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(page(items, filter.limit))
     }
+
+    /// `EXPLAIN (ANALYZE, BUFFERS)` of the query [`Self::list_interactions`]
+    /// runs for `filter`, as text.
+    pub async fn explain_list(&self, filter: ListFilter) -> StoreResult<String> {
+        let (tail, args) = list_sql(&filter, Dialect::Postgres);
+        let sql = format!(
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT {} FROM interactions i\n{tail}",
+            interaction_cols!()
+        );
+        let values: Vec<Box<dyn ToSql + Sync + Send>> = args.into_iter().map(value).collect();
+        let params: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.client().await?;
+        let rows = client.query(&sql, &params).await?;
+        let lines = rows
+            .iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(lines.join("\n"))
+    }
 }
