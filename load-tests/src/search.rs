@@ -604,11 +604,15 @@ pub async fn run(args: Args, _logs: &LogCounts) -> anyhow::Result<()> {
         // The harness account's watermark from the previous run would make
         // `Mailroom::start` refuse the database; this run gets a new mailbox.
         pg.batch_execute(
-            "DELETE FROM mailbox_state WHERE account_id IN (SELECT id FROM accounts WHERE key = 'LOAD');
-             VACUUM (ANALYZE);",
+            "DELETE FROM mailbox_state WHERE account_id IN (SELECT id FROM accounts WHERE key = 'LOAD')",
         )
         .await
         .context("resetting the harness account")?;
+        // Separately: VACUUM refuses to run in the implicit transaction of
+        // a multi-statement batch.
+        pg.batch_execute("VACUUM (ANALYZE)")
+            .await
+            .context("VACUUM (ANALYZE)")?;
     } else {
         if existing > 0 || count("SELECT count(*) FROM contacts").await? > 0 {
             bail!(
