@@ -7,8 +7,6 @@
 //! Postfix (the shared Postfix is never stopped); a permanent refusal is a
 //! tiny SMTP listener answering 550.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mailroom::domain::{Delivery, Direction, MessageId, TlsMode};
@@ -25,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::support::app::{Backend, Options, TestApp, Ws, next_frame, send_frame, spawn_app};
 use crate::support::mail::{fresh_address, mail_password, smtp_send};
 use crate::support::on_both_stores;
+use crate::support::proxy::Proxy;
 use crate::support::services::service_var;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -526,62 +525,6 @@ async fn an_upload_over_15_mb_is_413_and_the_server_still_answers(backend: Backe
         )
         .await;
     assert_eq!(res.status(), 400);
-}
-
-/// A TCP proxy in front of Postfix that can be "taken down": while down it
-/// accepts and drops every connection (and has cut the live ones), as a
-/// stopped SMTP server looks to a client.
-struct Proxy {
-    addr: String,
-    down: Arc<AtomicBool>,
-    generation: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let down = Arc::new(AtomicBool::new(false));
-        let (tx, _) = tokio::sync::watch::channel(0u64);
-        let generation = Arc::new(tx);
-        let (d, g) = (down.clone(), generation.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if d.load(Ordering::SeqCst) {
-                    let _ = client.shutdown().await;
-                    continue;
-                }
-                let target = target.clone();
-                let mut cut = g.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            addr,
-            down,
-            generation,
-        }
-    }
-
-    fn take_down(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn bring_up(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
 }
 
 /// Until the message's outbox row has been attempted `n` times.

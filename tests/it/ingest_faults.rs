@@ -3,21 +3,18 @@
 //! case: every mail ends up as exactly one interaction (or message), or in
 //! quarantine — none lost, none duplicated — and the mailbox goes on.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mailroom::mail::imap::{ImapConfig, ImapSession};
 use mailroom::secret::Secret;
 use mailroom::store::Store;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::ingest::{account_id, app_with_account, mail, store, wait_interactions};
 use crate::support::app::{Backend, Options, config_toml};
 use crate::support::db::TestDb;
 use crate::support::mail::{fresh_address, mail_password, smtp_send};
+use crate::support::proxy::Proxy;
 use crate::support::services::service_var;
 
 fn id(tag: &str) -> String {
@@ -209,62 +206,6 @@ async fn a_uidvalidity_change_resyncs_without_duplicates() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_interactions(&app, 3).await;
-}
-
-/// A TCP proxy in front of Dovecot that can be "taken down": while down it
-/// accepts and drops every connection (and has cut the live ones), as a
-/// crashed or restarting IMAP server looks to a client.
-struct Proxy {
-    port: u16,
-    down: Arc<AtomicBool>,
-    generation: Arc<tokio::sync::watch::Sender<u64>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let down = Arc::new(AtomicBool::new(false));
-        let (tx, _) = tokio::sync::watch::channel(0u64);
-        let generation = Arc::new(tx);
-        let (d, g) = (down.clone(), generation.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if d.load(Ordering::SeqCst) {
-                    let _ = client.shutdown().await;
-                    continue;
-                }
-                let target = target.clone();
-                let mut cut = g.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            port,
-            down,
-            generation,
-        }
-    }
-
-    fn take_down(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    fn bring_up(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
 }
 
 #[tokio::test]

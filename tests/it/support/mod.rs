@@ -4,6 +4,7 @@
 //! - `db`: fresh SQLite files and Postgres databases, dropped afterwards.
 //! - `app`: `spawn_app`, the application on port 0 with its own store.
 //! - `mail`: sending through the real Postfix, fresh mailbox addresses.
+//! - `proxy`: a TCP proxy that can be taken down, for outage tests.
 //! - `on_both_stores!`: one test body, run on SQLite and on Postgres.
 
 /// Run each named `async fn name(backend: Backend)` of the calling module
@@ -34,4 +35,5 @@ pub(crate) use on_both_stores;
 pub mod app;
 pub mod db;
 pub mod mail;
+pub mod proxy;
 pub mod services;
