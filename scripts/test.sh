@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (see README): start the real services, then run
-# formatting, lints and the whole test suite against them.
+# formatting, lints, the whole test suite against them, and the browser tests
+# of the agent desktop.
 #
 #   scripts/test.sh               fmt check, clippy -D warnings, all tests
 #   scripts/test.sh some_filter   the same, passing extra arguments to cargo test
+#                                 (and without the browser tests)
 #
 # The services are left running for the next run (they are cheap and reused);
 # stop them with `scripts/services.sh stop`.
@@ -36,5 +38,11 @@ step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
   cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace --all-targets $*" cargo test --workspace --all-targets "$@"
+# The agent desktop in headless Debian chromium (docs/desktop.md): installs
+# chromium and the npm packages if missing, runs tests/browser against the
+# debug binary the step above built. Skipped when a filter was given.
+if [[ $# -eq 0 ]]; then
+  step "browser tests (scripts/browser.sh test)" scripts/browser.sh test
+fi
 
 printf 'test.sh: all steps passed (services left running; stop them with scripts/services.sh stop)\n'

@@ -3,7 +3,8 @@
 //! - Passwords are hashed with argon2id (the `argon2` crate's defaults) into
 //!   PHC strings. Hashing and verifying are deliberately slow (tens of ms of
 //!   CPU), so callers run them on the blocking pool, never on an actor thread
-//!   or the HTTP worker ([`hash_password_blocking`], [`verify_password_blocking`]).
+//!   or the HTTP worker ([`hash_password_blocking`], [`verify_password_blocking`]),
+//!   at most one per core at a time.
 //! - A session token is 32 random bytes, base64url. Only its SHA-256 is
 //!   stored: a stolen database does not yield usable tokens, and a plain hash
 //!   (not argon2) is right here because the token has 256 bits of entropy.
@@ -55,16 +56,48 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn hash_password_blocking(password: Secret) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || hash_password(password.expose()))
+/// At most one argon2 computation per core at a time, process-wide.
+///
+/// Why: each one allocates its memory cost (19 MiB with the defaults) on a
+/// blocking-pool thread, and the blocking pool grows to hundreds of threads.
+/// A login storm at shift start (thousands of agents within a minute) would
+/// otherwise run hundreds at once: no faster — the cores are the limit —
+/// but with hundreds of 19 MiB blocks live, which glibc's per-thread arenas
+/// then keep (docs/performance.md, 10,000 agents). Queued logins wait on the
+/// async semaphore, holding no thread and no argon2 memory.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+async fn run_argon2<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuthError> {
+    // The semaphore is never closed, so acquiring only waits. The permit
+    // moves into the blocking task: a login whose client gave up still
+    // holds it until its computation ends, so the bound is exact.
+    let permit = argon2_permits()
+        .acquire()
         .await
-        .map_err(|e| AuthError::Task(e.to_string()))?
+        .map_err(|e| AuthError::Task(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let out = work();
+        drop(permit);
+        out
+    })
+    .await
+    .map_err(|e| AuthError::Task(e.to_string()))
+}
+
+pub async fn hash_password_blocking(password: Secret) -> Result<String, AuthError> {
+    run_argon2(move || hash_password(password.expose())).await?
 }
 
 pub async fn verify_password_blocking(password: Secret, phc: String) -> Result<bool, AuthError> {
-    tokio::task::spawn_blocking(move || verify_password(password.expose(), &phc))
-        .await
-        .map_err(|e| AuthError::Task(e.to_string()))
+    run_argon2(move || verify_password(password.expose(), &phc)).await
 }
 
 /// A PHC string that no password matches, verified when a username is

@@ -11,6 +11,12 @@
 //!   assigned, lost and duplicated); `--taken` times taken-by-another
 //!   reaching every other agent of a ring_all queue.
 //!
+//! - [`scenario`]: `--scenario NAME --out DIR` — a whole deployment under
+//!   load (smoke, steady, agents, contention, soak): the server in its own
+//!   process ([`server`], or `--target URL`), N agents on WebSockets
+//!   ([`swarm`]), M mails injected at a rate ([`inject`]), a report with
+//!   plots ([`report`], [`plot`], [`sample`]).
+//!
 //! Shared pieces, meant to be reused by the scenarios of issue #7 (agents,
 //! floods, `--target URL`):
 //!
@@ -28,12 +34,19 @@
 mod agents;
 mod app;
 mod ingest;
+mod inject;
 mod logs;
 mod mailgen;
+mod plot;
 mod prom;
+mod report;
 mod routing;
+mod sample;
+mod scenario;
 mod search;
+mod server;
 mod stats;
+mod swarm;
 
 use clap::{Parser, Subcommand};
 
@@ -41,7 +54,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "mailroom-load",
     version,
-    about = "Load tests and measurements for mailroom, against real servers on loopback"
+    about = "Load tests and measurements for mailroom, against real servers on loopback",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     /// Write mailroom's log here (it is otherwise only counted: warnings and
@@ -52,7 +66,9 @@ struct Cli {
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     log_level: String,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    scenario: scenario::Args,
 }
 
 #[derive(Subcommand)]
@@ -68,10 +84,29 @@ enum Command {
     /// database filled with a contact center's year (p50/p95 over HTTP,
     /// `--explain` for the plans).
     Search(search::Args),
+    /// Internal: what `mailroom serve --config FILE` does, in this binary,
+    /// so that `--scenario` runs the server in a process of its own.
+    #[command(name = "__serve", hide = true)]
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Serve { config }) = &cli.command {
+        // Before any subscriber is installed: the server installs its own.
+        return server::serve(config);
+    }
+    let Some(command) = cli.command else {
+        if cli.scenario.scenario.is_none() {
+            use clap::CommandFactory as _;
+            Cli::command().print_help()?;
+            anyhow::bail!("give a subcommand or --scenario NAME --out DIR");
+        }
+        return run_scenario(cli.scenario);
+    };
     let counts = logs::init(cli.log.as_deref(), &cli.log_level)?;
     // Two workers: the harness's own clients (IMAP appends, polls) are
     // light, and the app under test runs on its own threads
@@ -82,10 +117,23 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Ingest(args) => ingest::run(args, &counts).await,
             Command::Routing(args) => routing::run(args, &counts).await,
             Command::Search(args) => search::run(args, &counts).await,
+            Command::Serve { .. } => unreachable!("handled above"),
         }
     })
+}
+
+/// `--scenario`: the server is another process, so the harness may use
+/// both cores for its agents and injectors (they share them with the
+/// server, the store and the mail servers; the report gives each one's
+/// CPU share).
+fn run_scenario(args: scenario::Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(scenario::run(args))
 }

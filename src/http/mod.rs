@@ -20,6 +20,7 @@ pub mod state;
 pub mod supervisor;
 pub mod transcript;
 pub mod views;
+pub mod webui;
 pub mod work;
 pub mod ws;
 
@@ -28,10 +29,8 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use utoipa_swagger_ui::SwaggerUi;
-
-use error::ApiError;
 
 /// Register every route on an `App`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -89,11 +88,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(downloads::routes)
                 .configure(canned::routes),
         )
-        .default_service(web::to(not_found));
-}
-
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such route"))
+        // The desktop (docs/desktop.md): `/` and, for whatever no route above
+        // took, its embedded files; the API's JSON 404 otherwise.
+        .route("/", web::get().to(webui::index))
+        .default_service(web::to(webui::fallback));
 }
 
 /// Count and time every request by its route pattern (not its path, which

@@ -1,4 +1,6 @@
-//! The ingest side of the store: one transaction per mail (invariant 1).
+//! The ingest side of the store: every mail is committed atomically with
+//! its watermark (invariant 1); on Postgres several mails of a fetched batch
+//! may share one transaction (`ingest_batch`).
 //!
 //! `ingest_mail` does, atomically: the receipt (unique on account,
 //! uidvalidity, uid), deduplication by Message-ID + content hash, the raw
@@ -140,6 +142,14 @@ pub enum IngestOutcome {
     },
 }
 
+/// What [`Store::ingest_batch`] did: the outcomes of the mails committed,
+/// in order (a prefix of the batch), and the error that stopped it.
+#[derive(Debug)]
+pub struct BatchIngest {
+    pub committed: Vec<IngestOutcome>,
+    pub failed: Option<super::StoreError>,
+}
+
 /// A mail that could not be ingested, kept raw.
 #[derive(Debug, Clone)]
 pub struct QuarantineMail {
@@ -185,6 +195,39 @@ impl Store {
     /// caller quarantines it.
     pub async fn ingest_mail(&self, mail: IngestMail) -> StoreResult<IngestOutcome> {
         dispatch!(self.ingest_mail(mail))
+    }
+
+    /// Commit several mails of one account, in UID order, as
+    /// [`Store::ingest_mail`] would one after another, and move the
+    /// watermark past the committed ones. On Postgres they share one
+    /// transaction (one commit, and so one fsync, for all; see
+    /// `store/postgres/ingest.rs`): all are committed or none. On SQLite
+    /// each is its own transaction (a commit there costs no server round
+    /// trip), and the batch stops at the first error. Either way `committed`
+    /// is the prefix that is in the store, and the caller commits the rest
+    /// one by one after a failure.
+    pub async fn ingest_batch(&self, mails: &[IngestMail]) -> BatchIngest {
+        match self {
+            Store::Postgres(s) => s.ingest_batch(mails).await,
+            Store::Sqlite(s) => {
+                let mut committed = Vec::with_capacity(mails.len());
+                for mail in mails {
+                    match s.ingest_mail(mail.clone()).await {
+                        Ok(outcome) => committed.push(outcome),
+                        Err(e) => {
+                            return BatchIngest {
+                                committed,
+                                failed: Some(e),
+                            };
+                        }
+                    }
+                }
+                BatchIngest {
+                    committed,
+                    failed: None,
+                }
+            }
+        }
     }
 
     /// Keep a mail that cannot be ingested, raw, and move the watermark past

@@ -455,6 +455,14 @@ async fn the_owner_hears_a_reply_with_the_message_and_the_new_state() {
         serde_json::json!({"type": "accept", "offer_id": offer["offer_id"]}),
     )
     .await;
+    // The claim is committed once `assigned` arrives (persist, then
+    // announce); asking before that raced the accept.
+    loop {
+        let f = next_frame(&mut ws).await;
+        if f["type"] == "assigned" {
+            break;
+        }
+    }
     // Opening it marks it read.
     let res = app
         .get(

@@ -19,6 +19,7 @@
 //! - `imap`: the IMAP session against Dovecot (login, TLS, fetch, IDLE).
 //! - `corpus`: every corpus and fixture mail parses or errors, never panics.
 //! - `fuzz`: a bounded random run over parsing and reply matching.
+//! - `web`: the agent desktop served at `/` (security headers, types, ETags, 404s, API routes win).
 
 mod api;
 mod cli;
@@ -38,4 +39,5 @@ mod routing;
 mod store;
 mod support;
 mod transfer;
+mod web;
 mod ws;

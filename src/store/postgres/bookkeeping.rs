@@ -31,14 +31,15 @@ const ADVANCE: &str = "INSERT INTO mailbox_state (account_id, uidvalidity, last_
 // A concurrent ingest of the same position waits here until the first
 // commits (then DO NOTHING: a duplicate) or rolls back (then this one
 // inserts): exactly one of them goes on.
-const RECEIPT: &str = "INSERT INTO mail_receipts (account_id, uidvalidity, uid, received_at)
+pub(super) const RECEIPT: &str =
+    "INSERT INTO mail_receipts (account_id, uidvalidity, uid, received_at)
      VALUES ($1, $2, $3, $4)
      ON CONFLICT (account_id, uidvalidity, uid) DO NOTHING";
 
 const RECEIPT_OF: &str = "SELECT message_row_id, quarantine_id FROM mail_receipts
      WHERE account_id = $1 AND uidvalidity = $2 AND uid = $3";
 
-const RECEIPT_MESSAGE: &str = "UPDATE mail_receipts SET message_row_id = $4
+pub(super) const RECEIPT_MESSAGE: &str = "UPDATE mail_receipts SET message_row_id = $4
      WHERE account_id = $1 AND uidvalidity = $2 AND uid = $3";
 
 const RECEIPT_QUARANTINE: &str = "UPDATE mail_receipts SET quarantine_id = $4
