@@ -106,10 +106,14 @@ impl Sampler {
     /// seeing short-lived processes; the CPU totals are exact deltas).
     pub fn start(server_pid: Option<u32>) -> Sampler {
         let (stop, stopped) = mpsc::channel::<()>();
+        // The window opens here, on the caller's clock: on a saturated
+        // machine the new thread may first run a good while later, and the
+        // window must still cover everything the caller did after start().
+        let began = Instant::now();
         let thread = std::thread::Builder::new()
             .name("load-sampler".into())
             .spawn(move || {
-                let mut acc = Accumulator::new(server_pid);
+                let mut acc = Accumulator::new(server_pid, began);
                 // recv_timeout doubles as the tick and the stop signal, so
                 // stop() does not wait out a sleep.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
@@ -243,11 +247,11 @@ impl Class {
 }
 
 impl Accumulator {
-    fn new(server_pid: Option<u32>) -> Accumulator {
+    fn new(server_pid: Option<u32>, began: Instant) -> Accumulator {
         let mut acc = Accumulator {
             server_pid,
             own_pid: std::process::id(),
-            began: Instant::now(),
+            began,
             cpus: 0,
             total_first: None,
             total_last: 0,
