@@ -27,8 +27,8 @@ use utoipa::ToSchema;
 
 use crate::actors::agent::AgentHub;
 use crate::actors::queue::Origin;
-use crate::domain::AccountId;
 use crate::domain::threading::{MessageIdSigner, reply_refs};
+use crate::domain::{AccountId, InteractionStatus};
 use crate::mail::imap::{FetchedMail, IdleOutcome, IdleStop, ImapConfig, ImapError, ImapSession};
 use crate::mail::parse::parse;
 use crate::store::{
@@ -669,7 +669,9 @@ impl Session {
                 message,
             } => {
                 debug!(account = %key, interaction = %interaction.id, message = %message, "reply appended");
-                if interaction.owner.is_some() {
+                // The owner of a closed thread (an auto-reply kept on it)
+                // is no longer working it: nothing to tell.
+                if interaction.owner.is_some() && interaction.status == InteractionStatus::Open {
                     // Reading what the frames show is I/O: off the mailbox's
                     // loop, so the next mail is not held up by it.
                     let (store, hub) = (self.deps.store.clone(), self.deps.hub.clone());

@@ -55,8 +55,12 @@
 //! - **Closed thread**: thread 2 is created (same account, queue, contact and
 //!   priority as thread 1, the subject of the new mail), carrying thread 1
 //!   as an mbox attachment ([`super::mbox`]), linked both ways.
-//! - **Auto-replies to a closed thread** follow the same rule (thread 2),
-//!   as DESIGN.md names no exception.
+//! - **Auto-replies to a closed thread** are appended to it and open
+//!   nothing: an out-of-office answering our closing reply is not new work
+//!   (DESIGN.md: an auto-reply never marks unread nor counts as the last
+//!   message; a thread 2 would do both). The closed thread keeps its status,
+//!   owner and last message; only `version` moves. Only a real mail makes
+//!   thread 2.
 //! - **Contacts**: the sender (From, else the first Reply-To), by its
 //!   lower-cased address; a new contact is named from the display name
 //!   (`split_display_name`), an existing one only has empty names filled.
@@ -118,7 +122,7 @@ pub enum IngestOutcome {
         contact: Option<ContactId>,
     },
     /// A reply appended to an open thread (sub-status cleared and unread set,
-    /// unless it is an auto-reply).
+    /// unless it is an auto-reply), or an auto-reply kept on a closed one.
     Appended {
         interaction: Interaction,
         message: MessageId,

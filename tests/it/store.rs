@@ -307,6 +307,7 @@ macro_rules! contract_for {
                 contacts_are_found_by_address_and_names_only_fill_gaps,
                 matching_is_scoped_to_the_account,
                 a_reply_to_a_closed_thread_continues_it_in_thread_2,
+                an_auto_reply_to_a_closed_thread_is_kept_on_it_and_opens_nothing,
                 closing_is_once_with_a_short_disposition_path,
                 a_bounce_fails_its_original_outgoing_message,
                 a_bounce_of_an_unknown_mail_is_kept_as_an_auto_reply,

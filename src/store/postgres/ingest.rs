@@ -757,7 +757,9 @@ async fn commit_thread(
     // row, then the thread's) is kept by writing the names first.
     fill_contact(tx, fill, now).await?;
     match resolve_thread(tx, p, matched).await? {
-        thread if thread.status == InteractionStatus::Open => {
+        // An auto-reply to a closed thread (an out-of-office answering our
+        // closing reply) is kept on it and opens nothing (module docs).
+        thread if thread.status == InteractionStatus::Open || !p.counts() => {
             let Some(message) = insert_message(tx, p, thread.id.0, blobs, now).await? else {
                 return Ok(None);
             };

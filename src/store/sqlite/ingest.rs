@@ -269,7 +269,9 @@ fn commit_new(
     }
 
     match resolve_thread(tx, p)? {
-        Some(thread) if thread.status == InteractionStatus::Open => {
+        // An auto-reply to a closed thread (an out-of-office answering our
+        // closing reply) is kept on it and opens nothing (module docs).
+        Some(thread) if thread.status == InteractionStatus::Open || !p.counts() => {
             let Some(message) = insert_message(tx, p, thread.id.0, &blobs, now)? else {
                 return Ok(None);
             };

@@ -287,6 +287,52 @@ pub(super) async fn a_reply_to_a_closed_thread_continues_it_in_thread_2(store: &
     assert_eq!(store.messages(thread1.id).await.unwrap().len(), 3);
 }
 
+pub(super) async fn an_auto_reply_to_a_closed_thread_is_kept_on_it_and_opens_nothing(
+    store: &Store,
+) {
+    let account = serv(store).await;
+    let (thread1, _, _) = created(
+        ingest(
+            store,
+            &account,
+            &Mail::new("c1", "Refund", "Where is it?").raw(),
+            1,
+        )
+        .await,
+    );
+    let closed = store
+        .close_interaction(thread1.id, InteractionStatus::Closed, None)
+        .await
+        .unwrap();
+
+    let ooo = Mail::new("c1ooo", "Out of office: Re: Refund", "Back on Monday")
+        .replying_to("c1@customer.test")
+        .with("Auto-Submitted: auto-replied");
+    let (after, message) = appended(ingest(store, &account, &ooo.raw(), 2).await);
+    assert_eq!(after.id, thread1.id, "kept on the closed thread");
+    assert_eq!(after.status, InteractionStatus::Closed);
+    assert_eq!(after.continued_in, None, "no thread 2");
+    assert_eq!(after.owner, closed.owner);
+    assert_eq!(
+        (after.unread, after.unread_count),
+        (closed.unread, closed.unread_count)
+    );
+    assert_eq!(after.last_message, closed.last_message);
+    assert_eq!(after.version, closed.version + 1);
+    let stored = store.messages(thread1.id).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    let kept = stored.iter().find(|m| m.id == message).unwrap();
+    assert_eq!(kept.kind, MessageKind::AutoReply);
+
+    // A real mail still continues the conversation in thread 2.
+    let real = Mail::new("c1b", "Re: Refund", "Still nothing").replying_to("c1@customer.test");
+    let outcome = ingest(store, &account, &real.raw(), 3).await;
+    let IngestOutcome::Continued { previous, .. } = outcome else {
+        panic!("expected Continued, got {outcome:?}");
+    };
+    assert_eq!(previous, thread1.id);
+}
+
 pub(super) async fn closing_is_once_with_a_short_disposition_path(store: &Store) {
     let open = interaction(store).await;
     assert_invalid(
