@@ -74,11 +74,17 @@ export function renderActions(v) {
     }
   }
   if (!open) items.push(btn('action-reopen', 'Reopen', () => reopen(v)));
-  items.push(h('span', { class: 'd2-sep' }));
+  return h('div', { class: 'd2-actions', role: 'toolbar', 'aria-label': 'interaction actions' }, items);
+}
+
+/** The downloads of interaction `v` (on the reply row: with the actions they wrapped at 1440 px). */
+export function renderDownloads(v) {
+  if (!v) return null;
+  const items = [];
   items.push(btn('download-pdf', 'PDF', () => download(`/interactions/${v.id}/transcript.pdf`, `interaction-${v.id}-transcript.pdf`), 'transcript as PDF'));
   items.push(btn('download-pdf-attachments', 'PDF + attachments', () => download(`/interactions/${v.id}/transcript.pdf?attachments=true`, `interaction-${v.id}-transcript.pdf`), 'transcript as PDF, with image attachments'));
   items.push(btn('download-eml', '.eml', () => downloadEml(), 'the last mail as .eml'));
-  return h('div', { class: 'd2-actions', role: 'toolbar', 'aria-label': 'interaction actions' }, items);
+  return h('div', { class: 'd2-downloads', role: 'toolbar', 'aria-label': 'downloads' }, items);
 }
 
 function downloadEml() {

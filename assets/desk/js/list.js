@@ -390,7 +390,10 @@ export function mount() {
     refreshSoon();
   });
   bus.on('ws:message_added', refreshSoon);
-  bus.on('ws:assigned', refreshSoon);
+  // The agent's own new work shows at once: `assigned` follows the claim's
+  // commit, so the list read now has it (the debounce left "No interactions"
+  // beside a just-accepted thread for half a second).
+  bus.on('ws:assigned', () => reload({ keep: true }));
   bus.on('ws:offer_rescinded', refreshSoon);
   bus.on('interaction-changed', (view) => {
     if (view && typeof view === 'object') updateRow(view);

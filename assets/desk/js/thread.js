@@ -8,7 +8,7 @@
 import { api, session } from './api.js';
 import { bus } from './bus.js';
 import { h, clear, toast, modal, fmtTime, fmtFull, fmtSize } from './ui.js';
-import { renderActions } from './actions.js';
+import { renderActions, renderDownloads } from './actions.js';
 import { composerButtons, openComposer, closeComposer, stashComposer, composerOpenFor, restoreDraftIntoComposer, newMailButton, upsertSentMessage } from './composer.js';
 import { pencil, loadDraft } from './drafts.js';
 
@@ -318,7 +318,7 @@ function renderToolbar() {
 }
 
 function renderReplybar() {
-  clear(parts.replybar, composerButtons(state.view));
+  clear(parts.replybar, composerButtons(state.view), h('span', { class: 'd2-sep' }), renderDownloads(state.view));
 }
 
 /** A note's author: a username in pushed frames, an agent id in GET /interactions/{id}. */
@@ -464,7 +464,11 @@ async function loadThumb(a, img) {
 
 function enlarge(a, img) {
   if (!img.src) return;
-  modal(a.filename, h('img', { class: 'd2-enlarged', 'data-testid': 'attachment-enlarged', src: img.src, alt: a.filename }),
+  const big = h('img', { class: 'd2-enlarged', 'data-testid': 'attachment-enlarged', src: img.src, alt: a.filename });
+  // An icon-sized image shown at its natural size is a dot: blow it up, crisp.
+  const grow = () => { if (Math.max(big.naturalWidth, big.naturalHeight) < 240) big.classList.add('d2-enlarged-tiny'); };
+  if (big.complete) grow(); else big.addEventListener('load', grow);
+  modal(a.filename, big,
     [{ label: 'Download', value: 'download' }, { label: 'Close', value: null, kind: 'primary', testid: 'attachment-enlarged-close' }],
     { testid: 'attachment-modal' })
     .then((v) => { if (v === 'download') download(`/attachments/${a.id}`, a.filename); });
