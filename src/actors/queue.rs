@@ -13,7 +13,7 @@
 //! its mailbox never waits on I/O (invariant 5).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,12 +131,6 @@ pub struct AgentChanged {
 #[rtype(result = "()")]
 pub struct Dispatch;
 
-#[derive(Message, Clone, Copy)]
-#[rtype(result = "()")]
-struct Expire {
-    offer: OfferId,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {
     #[error("the offer is gone (taken, expired or withdrawn)")]
@@ -192,6 +186,20 @@ pub struct QueueActor {
     rr_last: Option<AgentId>,
     /// Unanswered offers in a row, per agent (auto-pause).
     missed: HashMap<AgentId, u32>,
+    /// Offer deadlines, earliest first. Decided offers stay until their
+    /// deadline passes and are skipped then (`live` no longer has them).
+    ///
+    /// Why one heap and one timer rather than a `notify_later` per offer:
+    /// actix polls every item spawned on a context each time the actor
+    /// wakes, so 12,000 pending 60 s timers (200 offers/s) cost 12,000 polls
+    /// per message. That was the queue actor's largest cost in the steady
+    /// scenario's profile (docs/performance.md).
+    deadlines: BinaryHeap<Reverse<(Instant, OfferId)>>,
+    /// When the waiting list must be looked at again (a sticky window or a
+    /// retry backoff ending), if anything asks for it.
+    redispatch_at: Option<Instant>,
+    /// The one timer on the context, and when it fires.
+    timer: Option<(Instant, SpawnHandle)>,
 }
 
 impl QueueActor {
@@ -216,7 +224,53 @@ impl QueueActor {
             live: HashMap::new(),
             rr_last,
             missed: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            redispatch_at: None,
+            timer: None,
         }
+    }
+
+    /// Arm the one timer for the earliest of the next offer deadline and the
+    /// next re-dispatch, unless it is armed for that or earlier already.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        let next_deadline = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        let Some(next) = [next_deadline, self.redispatch_at]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
+        };
+        if let Some((at, handle)) = self.timer {
+            if at <= next {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(
+            next.saturating_duration_since(Instant::now()),
+            |act, ctx| act.fire(ctx),
+        );
+        self.timer = Some((next, handle));
+    }
+
+    /// The timer fired: expire the offers past their deadline, re-dispatch
+    /// if that is due, and arm for what comes next.
+    fn fire(&mut self, ctx: &mut Context<Self>) {
+        self.timer = None;
+        let now = Instant::now();
+        while let Some(&Reverse((at, offer))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            self.expire(offer, ctx);
+        }
+        if self.redispatch_at.is_some_and(|at| at <= now) {
+            self.redispatch_at = None;
+            self.dispatch(ctx);
+        }
+        self.arm(ctx);
     }
 
     fn policy(&self) -> Policy {
@@ -369,10 +423,11 @@ impl QueueActor {
             plans.push((w.id, chosen));
         }
         if let Some(at) = next_wakeup {
-            ctx.run_later(
-                at.saturating_duration_since(now) + Duration::from_millis(5),
-                |act, ctx| act.dispatch(ctx),
-            );
+            let at = at + Duration::from_millis(5);
+            if self.redispatch_at.is_none_or(|t| at < t) {
+                self.redispatch_at = Some(at);
+                self.arm(ctx);
+            }
         }
         for (interaction, agents) in plans {
             self.offer(interaction, agents, ctx);
@@ -385,6 +440,7 @@ impl QueueActor {
         let queue = self.queue.id;
         let timeout = Duration::from_secs(u64::from(self.queue.offer_timeout_secs));
         let expires_at = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or_default();
+        let deadline = Instant::now() + timeout;
         let rr = (self.queue.strategy == crate::domain::Strategy::RoundRobin).then_some(agents[0]);
         let wanted = agents.clone();
         ctx.spawn(
@@ -456,9 +512,9 @@ impl QueueActor {
                             expires_at: expires.clone(),
                         },
                     );
-                    let offer = row.id;
-                    ctx.notify_later(Expire { offer }, timeout);
+                    act.deadlines.push(Reverse((deadline, row.id)));
                 }
+                act.arm(ctx);
             }),
         );
     }
@@ -753,11 +809,11 @@ impl Handler<Reject> for QueueActor {
     }
 }
 
-impl Handler<Expire> for QueueActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) {
-        let Some((_, agent)) = self.live.get(&msg.offer).copied() else {
+impl QueueActor {
+    /// An offer's deadline passed: if it is still live, it expires (and
+    /// counts as missed for auto-pause).
+    fn expire(&mut self, offer: OfferId, ctx: &mut Context<Self>) {
+        let Some((_, agent)) = self.live.get(&offer).copied() else {
             return;
         };
         let missed = {
@@ -774,7 +830,7 @@ impl Handler<Expire> for QueueActor {
             self.hub.auto_pause(agent, "missed offers");
         }
         self.settle(
-            msg.offer,
+            offer,
             OfferStatus::Expired,
             Some(RescindReason::Timeout),
             true,

@@ -431,6 +431,39 @@ async fn a_timeout_passes_the_offer_to_the_next_agent(backend: Backend) {
     assert_eq!(offer["subject"], "Slow");
 }
 
+async fn an_agent_who_lets_two_offers_expire_is_paused_for_missed_offers(backend: Backend) {
+    let config = queue_config("ring_all", 1, 0, &["alice"]).replace(
+        "retry_backoff_secs = 1\n",
+        "retry_backoff_secs = 1\nauto_pause_after_missed = 2\n",
+    );
+    let app = app_with(backend, config).await;
+    let mut a = connect(&app, "alice").await;
+    new_interaction(&app, "Nobody home").await;
+    // Two offers expire unanswered (the second after the retry backoff);
+    // with the second, alice is paused, and her tabs hear why (the pause
+    // and the rescind may come in either order).
+    let offer = next_of(&mut a, &["offer"]).await;
+    assert_eq!(offer["subject"], "Nobody home");
+    let gone = next_of(&mut a, &["offer_rescinded", "presence"]).await;
+    assert_eq!(gone["reason"], "timeout", "not paused after one: {gone}");
+    let offer = next_of(&mut a, &["offer"]).await;
+    assert_eq!(offer["subject"], "Nobody home");
+    let (mut presence, mut gone) = (None, None);
+    while presence.is_none() || gone.is_none() {
+        let f = next_of(&mut a, &["offer_rescinded", "presence"]).await;
+        match f["type"].as_str() {
+            Some("presence") => presence = Some(f),
+            _ => gone = Some(f),
+        }
+    }
+    let (presence, gone) = (presence.unwrap(), gone.unwrap());
+    assert_eq!(gone["reason"], "timeout", "{gone}");
+    assert_eq!(presence["status"], "paused", "{presence}");
+    assert_eq!(presence["reason"], "missed offers", "{presence}");
+    // Paused, she is offered nothing more.
+    none_of(&mut a, &["offer"], Duration::from_millis(2500)).await;
+}
+
 async fn paused_agents_get_nothing_and_a_dropped_socket_is_re_offered(backend: Backend) {
     let app = app_with(backend, queue_config("ring_all", 30, 0, &["alice", "bob"])).await;
     let mut a = connect(&app, "alice").await;
@@ -873,6 +906,8 @@ on_both_stores!(
     ring_all_one_rejects_one_accepts_the_third_is_told_taken,
     #[tokio::test]
     a_timeout_passes_the_offer_to_the_next_agent,
+    #[tokio::test]
+    an_agent_who_lets_two_offers_expire_is_paused_for_missed_offers,
     #[tokio::test]
     paused_agents_get_nothing_and_a_dropped_socket_is_re_offered,
     #[tokio::test]
