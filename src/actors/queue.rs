@@ -200,6 +200,8 @@ pub struct QueueActor {
     redispatch_at: Option<Instant>,
     /// The one timer on the context, and when it fires.
     timer: Option<(Instant, SpawnHandle)>,
+    /// The round-robin place not yet saved (a save is scheduled).
+    rr_unsaved: Option<AgentId>,
 }
 
 impl QueueActor {
@@ -227,7 +229,37 @@ impl QueueActor {
             deadlines: BinaryHeap::new(),
             redispatch_at: None,
             timer: None,
+            rr_unsaved: None,
         }
+    }
+
+    /// Remember the round-robin place in the store, at most once a second.
+    ///
+    /// Why not with every offer: it is one `UPDATE` of the queue's row (and
+    /// a commit) per offer, on a row every new interaction's foreign key
+    /// also locks, which made Postgres resolve multixacts on it in steady's
+    /// profile. The place only lets a restart resume the rotation; a restart
+    /// within the second resumes from the place a second older.
+    fn save_round_robin_place(&mut self, agent: AgentId, ctx: &mut Context<Self>) {
+        let scheduled = self.rr_unsaved.is_some();
+        self.rr_unsaved = Some(agent);
+        if scheduled {
+            return;
+        }
+        ctx.run_later(Duration::from_secs(1), |act, ctx| {
+            let Some(agent) = act.rr_unsaved.take() else {
+                return;
+            };
+            let (store, queue) = (act.store.clone(), act.queue.id);
+            ctx.spawn(
+                async move {
+                    if let Err(e) = store.set_round_robin_last(queue, agent).await {
+                        debug!(queue = %queue, error = %e, "could not save the round-robin place");
+                    }
+                }
+                .into_actor(act),
+            );
+        });
     }
 
     /// Arm the one timer for the earliest of the next offer deadline and the
@@ -444,17 +476,14 @@ impl QueueActor {
         let rr = (self.queue.strategy == crate::domain::Strategy::RoundRobin).then_some(agents[0]);
         let wanted = agents.clone();
         ctx.spawn(
-            async move {
-                let rows = store.create_offers(interaction, queue, &wanted, expires_at).await;
-                if let (Ok(rows), Some(agent)) = (&rows, rr)
-                    && !rows.is_empty()
-                {
-                    let _ = store.set_round_robin_last(queue, agent).await;
-                }
-                rows
-            }
+            async move { store.create_offers(interaction, queue, &wanted, expires_at).await }
             .into_actor(self)
             .map(move |res, act, ctx| {
+                if let (Ok(rows), Some(agent)) = (&res, rr)
+                    && !rows.is_empty()
+                {
+                    act.save_round_robin_place(agent, ctx);
+                }
                 let Some(w) = act.keys.get(&interaction).copied().and_then(|k| act.waiting.get_mut(&k)) else {
                     // It left the queue while its offers were being recorded
                     // (transferred, closed): withdraw them in the store too,
