@@ -39,21 +39,35 @@ macro_rules! offer_cols {
 // claim that came first makes this wait, then read the owner it committed.
 // It must also still be in the queue making the offer (a transfer may have
 // moved it).
-const OFFERABLE: &str = "SELECT owner_id IS NULL AND status = 'open' AND queue_id = $2
-     FROM interactions WHERE id = $1 FOR SHARE";
-
+//
 // One statement for all agents (ring_all may offer to hundreds at once). The
 // partial unique index `offers_live` allows one live offer per agent and
 // interaction; an agent who already holds one (or is listed twice) is
 // skipped.
-const INSERT_OFFERS: &str = concat!(
-    "INSERT INTO offers (interaction_id, queue_id, agent_id, status, offered_at, expires_at)
-     SELECT $1::bigint, $2::bigint, agent, 'offered', $4::timestamptz, $5::timestamptz
-     FROM unnest($3::bigint[]) WITH ORDINALITY AS wanted (agent, n)
-     ORDER BY n
-     ON CONFLICT (interaction_id, agent_id) WHERE status = 'offered' DO NOTHING
-     RETURNING ",
-    offer_cols!()
+//
+// And one statement for the check and the inserts: one round trip and an
+// implicit transaction, where BEGIN, the check, the insert and COMMIT were
+// four. The insert's `WHERE` reads `target`, so the row is locked FOR SHARE
+// before any offer is written, and the lock is held to the commit. The last
+// `SELECT` always yields a row: `found` 0 is an unknown interaction; offer
+// columns all NULL is no offer made.
+const CREATE_OFFERS: &str = concat!(
+    "WITH target AS (
+       SELECT owner_id IS NULL AND status = 'open' AND queue_id = $2 AS offerable
+       FROM interactions WHERE id = $1 FOR SHARE
+     ), made AS (
+       INSERT INTO offers (interaction_id, queue_id, agent_id, status, offered_at, expires_at)
+       SELECT $1::bigint, $2::bigint, agent, 'offered', $4::timestamptz, $5::timestamptz
+       FROM unnest($3::bigint[]) WITH ORDINALITY AS wanted (agent, n)
+       WHERE (SELECT offerable FROM target)
+       ORDER BY n
+       ON CONFLICT (interaction_id, agent_id) WHERE status = 'offered' DO NOTHING
+       RETURNING ",
+    offer_cols!(),
+    "
+     )
+     SELECT (SELECT count(*) FROM target) AS found, made.*
+     FROM (SELECT 1) AS one LEFT JOIN made ON true"
 );
 
 const DECIDE: &str = concat!(
@@ -189,9 +203,9 @@ fn offer_row(row: &Row) -> StoreResult<OfferRow> {
 }
 
 /// Offers in the order they were made.
-fn by_id(rows: &[Row]) -> StoreResult<Vec<OfferRow>> {
+fn by_id<'a>(rows: impl IntoIterator<Item = &'a Row>) -> StoreResult<Vec<OfferRow>> {
     let mut offers = rows
-        .iter()
+        .into_iter()
         .map(offer_row)
         .collect::<StoreResult<Vec<_>>>()?;
     offers.sort_by_key(|r| r.id);
@@ -405,20 +419,9 @@ impl PgStore {
     ) -> StoreResult<Vec<OfferRow>> {
         let wanted: Vec<i64> = agents.iter().map(|a| a.0).collect();
         let expires_at = common::millis(expires_at);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let stmt = tx.prepare_cached(OFFERABLE).await?;
-        let offerable: bool = tx
-            .query_opt(&stmt, &[&interaction.0, &queue.0])
-            .await?
-            .ok_or(StoreError::NotFound("interaction"))?
-            .try_get(0)?;
-        if !offerable {
-            tx.rollback().await?;
-            return Ok(Vec::new());
-        }
-        let stmt = tx.prepare_cached(INSERT_OFFERS).await?;
-        let rows = tx
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(CREATE_OFFERS).await?;
+        let rows = client
             .query(
                 &stmt,
                 &[
@@ -430,9 +433,22 @@ impl PgStore {
                 ],
             )
             .await?;
-        let offers = by_id(&rows)?;
-        tx.commit().await?;
-        Ok(offers)
+        if rows
+            .first()
+            .map(|r| r.try_get::<_, i64>("found"))
+            .transpose()?
+            .unwrap_or(0)
+            == 0
+        {
+            return Err(StoreError::NotFound("interaction"));
+        }
+        let mut made = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<_, Option<i64>>("id")?.is_some() {
+                made.push(row);
+            }
+        }
+        by_id(made)
     }
 
     pub async fn decide_offer(
