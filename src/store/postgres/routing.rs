@@ -77,17 +77,21 @@ const DECIDE: &str = concat!(
     offer_cols!()
 );
 
-const OFFER_BY_ID: &str = concat!("SELECT ", offer_cols!(), " FROM offers WHERE id = $1");
-
 // The claim of invariant 2, without the version: an accept is for whatever
 // state the interaction is in now, as long as nobody owns it and it is open.
-const CLAIM: &str = concat!(
+// It finds the interaction from the offer in the same statement (one round
+// trip, where a read of the offer came first). The subquery is a plain read:
+// an offer never changes interaction, and whether it is still live is
+// checked again under its lock (`LOCK_LIVE`).
+const CLAIM_BY_OFFER: &str = concat!(
     "UPDATE interactions SET
          owner_id = $2,
          first_agent_id = COALESCE(first_agent_id, $2),
          version = version + 1,
          updated_at = $3
-     WHERE id = $1 AND owner_id IS NULL AND status = 'open'
+     WHERE id = (SELECT interaction_id FROM offers
+                 WHERE id = $1 AND agent_id = $2 AND status = 'offered')
+       AND owner_id IS NULL AND status = 'open'
      RETURNING ",
     interaction_cols!()
 );
@@ -220,28 +224,15 @@ async fn accept(
     agent: AgentId,
 ) -> StoreResult<Option<AcceptOutcome>> {
     let now = common::now();
-    // A plain read: it only finds the interaction (an offer never changes
-    // interaction). Whether the offer is still live is checked again below,
-    // under its lock.
-    let stmt = tx.prepare_cached(OFFER_BY_ID).await?;
-    let Some(row) = tx.query_opt(&stmt, &[&offer.0]).await? else {
-        return Ok(None);
-    };
-    let row = offer_row(&row)?;
-    if row.status != OfferStatus::Offered || row.agent != agent {
-        return Ok(None);
-    }
-    let stmt = tx.prepare_cached(CLAIM).await?;
-    let Some(claimed) = tx
-        .query_opt(&stmt, &[&row.interaction.0, &agent.0, &now])
-        .await?
-    else {
-        // Taken or closed: the offer stays live; the caller rescinds it.
+    let stmt = tx.prepare_cached(CLAIM_BY_OFFER).await?;
+    let Some(claimed) = tx.query_opt(&stmt, &[&offer.0, &agent.0, &now]).await? else {
+        // Not a live offer of this agent's, or the interaction is taken or
+        // closed: the offer stays as it is; the caller rescinds it.
         return Ok(None);
     };
     let interaction = interaction_row(&claimed)?;
     let stmt = tx.prepare_cached(LOCK_LIVE).await?;
-    let live = tx.query(&stmt, &[&row.interaction.0]).await?;
+    let live = tx.query(&stmt, &[&interaction.id.0]).await?;
     let still_ours = live.iter().any(|r| {
         r.try_get::<_, i64>("id").ok() == Some(offer.0)
             && r.try_get::<_, i64>("agent_id").ok() == Some(agent.0)
@@ -251,12 +242,18 @@ async fn accept(
         // the claim is rolled back with the rest.
         return Ok(None);
     }
-    let stmt = tx.prepare_cached(ACCEPTED).await?;
-    tx.execute(&stmt, &[&offer.0, &now]).await?;
-    let stmt = tx.prepare_cached(RESCIND_TAKEN).await?;
-    let rescinded = tx
-        .query(&stmt, &[&row.interaction.0, &offer.0, &now])
-        .await?;
+    // Both offers' rows are locked already: the two updates go out together
+    // (tokio-postgres pipelines futures polled together, in this order).
+    let accepted = tx.prepare_cached(ACCEPTED).await?;
+    let rescind = tx.prepare_cached(RESCIND_TAKEN).await?;
+    let accepted_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&offer.0, &now];
+    let rescind_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&interaction.id.0, &offer.0, &now];
+    let (_, rescinded) = tokio::try_join!(
+        biased;
+        tx.execute(&accepted, &accepted_params),
+        tx.query(&rescind, &rescind_params),
+    )?;
     Ok(Some(AcceptOutcome::Won {
         interaction,
         rescinded: by_id(&rescinded)?,
