@@ -26,9 +26,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use utoipa::ToSchema;
 
 use crate::actors::agent::AgentHub;
-use crate::actors::queue::Origin;
+use crate::actors::queue::{Known, Summary};
 use crate::domain::threading::{MessageIdSigner, reply_refs};
 use crate::domain::{AccountId, InteractionStatus};
+use crate::mail::Mailbox;
 use crate::mail::imap::{FetchedMail, IdleOutcome, IdleStop, ImapConfig, ImapError, ImapSession};
 use crate::mail::parse::parse;
 use crate::store::{
@@ -508,7 +509,7 @@ impl Session {
             }
             metrics::histogram!(crate::metrics::INGEST_LATENCY, "account" => self.account.key.clone())
                 .record(trigger.elapsed().as_secs_f64());
-            self.after_commit(outcome, trigger);
+            self.after_commit(outcome, trigger, mail.parsed.from.as_ref());
         }
         if let Some(e) = batch.failed {
             info!(account = %self.account.key, mails = mails.len() - done, error = %e, "a group of mails failed to commit; committing them one by one");
@@ -561,6 +562,7 @@ impl Session {
                 }
             };
             let refs = reply_refs(&parsed, &self.deps.signer, &key);
+            let from = parsed.from.clone();
             let request = IngestMail {
                 account: self.account.id,
                 account_key: key.clone(),
@@ -576,7 +578,7 @@ impl Session {
                     self.attempts.remove(&position);
                     metrics::histogram!(crate::metrics::INGEST_LATENCY, "account" => key.clone())
                         .record(trigger.elapsed().as_secs_f64());
-                    self.after_commit(outcome, trigger);
+                    self.after_commit(outcome, trigger, from.as_ref());
                     return Ok(());
                 }
                 Err(e @ (StoreError::Invalid(_) | StoreError::Conflict(_))) => {
@@ -629,7 +631,8 @@ impl Session {
     }
 
     /// Persist, then announce (invariant 3): this runs only after the commit.
-    fn after_commit(&mut self, outcome: IngestOutcome, seen: Instant) {
+    /// `from` is the mail's sender, as parsed.
+    fn after_commit(&mut self, outcome: IngestOutcome, seen: Instant, from: Option<&Mailbox>) {
         let key = self.account.key.clone();
         let label = match &outcome {
             IngestOutcome::Duplicate { .. } => "duplicate",
@@ -656,12 +659,22 @@ impl Session {
                 if let Some(routing) = &self.deps.routing {
                     // `seen` (the EXISTS, or the fetch that found the mail)
                     // travels with it, so routing can time EXISTS → offer.
-                    routing.enqueue_with(
-                        interaction.queue,
-                        interaction.id,
-                        Origin::Arrival { seen: Some(seen) },
-                        Some((interaction.priority, interaction.created_at)),
-                    );
+                    // What the offer shows goes along, so the queue reads
+                    // nothing back.
+                    let known = Known {
+                        summary: Summary {
+                            subject: interaction.subject.clone(),
+                            from: Summary::show_from(from),
+                            preview: interaction
+                                .last_message
+                                .as_ref()
+                                .map(|l| l.preview.clone())
+                                .unwrap_or_default(),
+                            account: key.clone(),
+                        },
+                        contact: interaction.contact,
+                    };
+                    routing.enqueue_arrival(interaction, seen, known);
                 }
             }
             IngestOutcome::Appended {

@@ -450,6 +450,16 @@ async fn the_owner_hears_a_reply_with_the_message_and_the_new_state() {
             break f;
         }
     };
+    // What the offer shows comes from the mail itself (the mailbox hands it
+    // to the queue with the interaction).
+    assert_eq!(offer["subject"], "Delivery", "{offer}");
+    assert_eq!(
+        offer["from"],
+        format!("Jane Customer <{customer}>"),
+        "{offer}"
+    );
+    assert_eq!(offer["preview"], "Where is it?", "{offer}");
+    assert_eq!(offer["account"], "SERV", "{offer}");
     crate::support::app::send_frame(
         &mut ws,
         serde_json::json!({"type": "accept", "offer_id": offer["offer_id"]}),
