@@ -23,7 +23,7 @@ use dashmap::DashMap;
 use tracing::{debug, info, warn};
 
 use crate::actors::agent::AgentHub;
-use crate::domain::routing::{Candidate, Policy, Situation, choose};
+use crate::domain::routing::{Candidate, Policy, Situation, choose, room};
 use crate::domain::{
     AgentId, AssignedVia, InteractionId, OfferId, OfferStatus, QueueId, RescindReason,
 };
@@ -407,27 +407,30 @@ impl QueueActor {
     /// Offer every waiting interaction to whoever is eligible now, in order.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let candidates = self.candidates();
+        let mut candidates = self.candidates();
         // Free slots among the agents who could be offered anything now.
         // None: no offer can be made, so the waiting list is not walked at
         // all (it was walked per enqueue, O(waiting) per mail during a
         // backlog with nobody online). Whatever frees a slot or brings an
         // agent online (accept, close, reject, expiry, presence) dispatches
         // again, and that pass schedules the retry and sticky wake-ups.
-        let free: u32 = candidates
+        let free: u64 = candidates
             .iter()
             .filter(|c| c.available)
-            .map(|c| c.capacity.saturating_sub(c.owned))
+            .map(|c| u64::from(c.capacity.saturating_sub(c.owned)))
             .sum();
         if free == 0 {
             return;
         }
-        let mut used: u32 = 0;
+        let mut used: u64 = 0;
         let policy = self.policy();
         let mut plans: Vec<(InteractionId, Vec<AgentId>)> = Vec::new();
         // Agents chosen earlier in this pass count as busy for the later
-        // interactions (one free slot, one offer).
-        let mut taken_slots: HashMap<AgentId, u32> = HashMap::new();
+        // interactions (one free slot, one offer): their `owned` goes up in
+        // `candidates` itself, found through this index (built once, when
+        // the first agent is chosen). A copy of the candidates per waiting
+        // interaction was the queue's largest cost with 2,000 members.
+        let mut index: Option<HashMap<AgentId, usize>> = None;
         let mut next_wakeup: Option<Instant> = None;
         for w in self.waiting.values_mut() {
             if used >= free {
@@ -449,26 +452,25 @@ impl QueueActor {
             if let Some((_, until)) = w.sticky.filter(|(_, until)| *until > now) {
                 next_wakeup = Some(next_wakeup.map_or(until, |n: Instant| n.min(until)));
             }
+            let in_flight = w.live.len() + w.pending.len();
+            if in_flight > 0 && room(policy, in_flight) == 0 {
+                // Offered as far as the strategy allows: nothing to choose
+                // (and, with offers out, no new round to start).
+                continue;
+            }
             let mut offered: HashSet<AgentId> = w.live.keys().copied().collect();
             offered.extend(w.pending.iter().copied());
-            let adjusted: Vec<Candidate> = candidates
-                .iter()
-                .map(|c| Candidate {
-                    owned: c.owned + taken_slots.get(&c.agent).copied().unwrap_or(0),
-                    ..*c
-                })
-                .collect();
             let situation = Situation {
                 excluded: Some(&w.excluded),
                 offered: Some(&offered),
                 sticky,
             };
-            let chosen = choose(policy, &adjusted, &situation, self.rr_last);
+            let chosen = choose(policy, &candidates, &situation, self.rr_last);
             if chosen.is_empty() {
                 // Nobody left to ask this round: everyone eligible said no or
                 // let it expire. Start a new round after the backoff; the
                 // interaction keeps its place.
-                let anyone_eligible_ignoring_exclusions = adjusted
+                let anyone_eligible_ignoring_exclusions = candidates
                     .iter()
                     .any(|c| c.available && c.owned < c.capacity && !offered.contains(&c.agent));
                 if offered.is_empty()
@@ -482,9 +484,18 @@ impl QueueActor {
                 }
                 continue;
             }
+            let index = index.get_or_insert_with(|| {
+                candidates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.agent, i))
+                    .collect()
+            });
             for a in &chosen {
                 used += 1;
-                *taken_slots.entry(*a).or_insert(0) += 1;
+                if let Some(&i) = index.get(a) {
+                    candidates[i].owned += 1;
+                }
                 w.pending.insert(*a);
             }
             if self.queue.strategy == crate::domain::Strategy::RoundRobin && sticky.is_none() {

@@ -61,26 +61,31 @@ pub struct Policy {
 /// Who gets an offer now. `members` is in the queue's member order (the
 /// order round_robin walks); `last_served` is the member who received the
 /// queue's previous round_robin offer.
+/// How many new offers an interaction that holds `offered` live (or
+/// pending) offers may get now: ring_all up to its `max_simultaneous`, the
+/// other strategies one at a time.
+pub fn room(policy: Policy, offered: usize) -> usize {
+    match policy.strategy {
+        Strategy::RingAll => policy
+            .max_simultaneous
+            .map_or(usize::MAX, |m| (m as usize).saturating_sub(offered)),
+        _ if offered > 0 => 0,
+        _ => 1,
+    }
+}
+
 pub fn choose(
     policy: Policy,
     members: &[Candidate],
     situation: &Situation<'_>,
     last_served: Option<AgentId>,
 ) -> Vec<AgentId> {
-    let offered = situation.offered.map_or(0, HashSet::len);
+    let room = room(policy, situation.offered.map_or(0, HashSet::len));
     let eligible = |c: &&Candidate| {
         c.available
             && c.has_room()
             && !situation.excluded.is_some_and(|e| e.contains(&c.agent))
             && !situation.offered.is_some_and(|o| o.contains(&c.agent))
-    };
-    // How many new offers this interaction may get now.
-    let room = match policy.strategy {
-        Strategy::RingAll => policy
-            .max_simultaneous
-            .map_or(usize::MAX, |m| (m as usize).saturating_sub(offered)),
-        _ if offered > 0 => 0,
-        _ => 1,
     };
     if room == 0 {
         return Vec::new();
