@@ -662,16 +662,7 @@ impl Session {
                     // What the offer shows goes along, so the queue reads
                     // nothing back.
                     let known = Known {
-                        summary: Summary {
-                            subject: interaction.subject.clone(),
-                            from: Summary::show_from(from),
-                            preview: interaction
-                                .last_message
-                                .as_ref()
-                                .map(|l| l.preview.clone())
-                                .unwrap_or_default(),
-                            account: key.clone(),
-                        },
+                        summary: Summary::of(interaction, from, key.clone()),
                         contact: interaction.contact,
                     };
                     routing.enqueue_arrival(interaction, seen, known);

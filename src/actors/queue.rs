@@ -166,9 +166,28 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What the offer of `interaction` shows, `from` being its first
+    /// message's sender and `account` its account's key.
+    pub fn of(
+        interaction: &crate::store::Interaction,
+        from: Option<&crate::mail::Mailbox>,
+        account: String,
+    ) -> Summary {
+        Summary {
+            subject: interaction.subject.clone(),
+            from: Summary::show_from(from),
+            preview: interaction
+                .last_message
+                .as_ref()
+                .map(|l| l.preview.clone())
+                .unwrap_or_default(),
+            account,
+        }
+    }
+
     /// How the offer shows a sender.
     /// (NULs dropped, as the store drops them: the same either way.)
-    pub fn show_from(from: Option<&crate::mail::Mailbox>) -> String {
+    fn show_from(from: Option<&crate::mail::Mailbox>) -> String {
         from.map(|f| match &f.name {
             Some(n) if !n.is_empty() => format!("{n} <{}>", f.address),
             _ => f.address.clone(),
@@ -224,8 +243,9 @@ pub struct QueueActor {
     rr_last: Option<AgentId>,
     /// Unanswered offers in a row, per agent (auto-pause).
     missed: HashMap<AgentId, u32>,
-    /// Offer deadlines, earliest first. Decided offers stay until their
-    /// deadline passes and are skipped then (`live` no longer has them).
+    /// Offer deadlines, earliest first. A decided offer's entry is skipped
+    /// when its deadline passes (`live` no longer has it), or dropped
+    /// earlier by `prune_deadlines`.
     ///
     /// Why one heap and one timer rather than a `notify_later` per offer:
     /// actix polls every item spawned on a context each time the actor
@@ -770,16 +790,8 @@ impl Handler<Enqueue> for QueueActor {
                     (Some(c), s) if s > 0 => store.last_agent_of_contact(c, id).await?,
                     _ => None,
                 };
-                let summary = Summary {
-                    subject: interaction.subject.clone(),
-                    from: Summary::show_from(messages.first().and_then(|m| m.from.as_ref())),
-                    preview: interaction
-                        .last_message
-                        .as_ref()
-                        .map(|l| l.preview.clone())
-                        .unwrap_or_default(),
-                    account: account.key,
-                };
+                let from = messages.first().and_then(|m| m.from.as_ref());
+                let summary = Summary::of(&interaction, from, account.key);
                 Ok::<_, StoreError>(Read {
                     summary,
                     sticky,
