@@ -294,14 +294,7 @@ impl Accumulator {
             if self.in_process() && pid == self.own_pid {
                 continue;
             }
-            let seen = Seen {
-                start: stat.start,
-                ticks: stat.ticks,
-            };
-            if !first {
-                let d = self.delta(self.procs.get(&pid).copied(), seen);
-                self.spent[class.index()] += d;
-            }
+            let seen = self.count(self.procs.get(&pid).copied(), stat, class, first);
             procs.insert(pid, seen);
         }
         self.procs = procs;
@@ -310,14 +303,7 @@ impl Accumulator {
             let mut threads = HashMap::new();
             for (tid, stat) in read_stats("/proc/self/task") {
                 let class = thread_class(&stat.comm);
-                let seen = Seen {
-                    start: stat.start,
-                    ticks: stat.ticks,
-                };
-                if !first {
-                    let d = self.delta(self.threads.get(&tid).copied(), seen);
-                    self.spent[class.index()] += d;
-                }
+                let seen = self.count(self.threads.get(&tid).copied(), &stat, class, first);
                 threads.insert(tid, seen);
             }
             self.threads = threads;
@@ -328,6 +314,20 @@ impl Accumulator {
         if let Some(mb) = self.server_pid.and_then(rss_mb) {
             self.rss.push((t, mb));
         }
+    }
+
+    /// What a process or thread (`stat`, last seen as `before`) is now, its
+    /// ticks since then added to `class` (none on the first sample).
+    fn count(&mut self, before: Option<Seen>, stat: &Stat, class: Class, first: bool) -> Seen {
+        let seen = Seen {
+            start: stat.start,
+            ticks: stat.ticks,
+        };
+        if !first {
+            let d = self.delta(before, seen);
+            self.spent[class.index()] += d;
+        }
+        seen
     }
 
     /// Ticks spent since the previous sample by a process seen now.
